@@ -1,0 +1,77 @@
+/*
+ * conf.h - the configuration: one table of options (name, type, default,
+ * bounds, where it is stored, whether it reloads), parsed from rainbow.ini
+ * with inih. Every option is documented in conf/rainbow.ini.
+ *
+ * Loaded once by main before threads start; read-only afterwards, so any
+ * thread may read a struct conf without locking.
+ */
+#ifndef RB_CONF_H
+#define RB_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct conf {
+	/* listeners */
+	int port;
+	char *bind;
+	int api_port;
+	int tls_port;
+	char *tls_cert;
+	char *tls_key;
+	/* backend */
+	char *connect_url;
+	char *forward_url;
+	char *close_url;
+	char *security_token;
+	int forward_concurrency;
+	int max_pending_forwards;
+	size_t forward_queue_bytes;
+	int backend_max_connections;
+	int backend_max_queue;
+	double backend_connect_timeout;
+	double backend_timeout;
+	size_t max_response_size;
+	/* clients */
+	bool require_device_id;
+	size_t max_message_size;
+	int max_connections;
+	size_t send_queue_bytes;
+	double heartbeat;
+	double heartbeat_timeout;
+	double handshake_timeout;
+	bool strict_frames;
+	int signature_window;
+	/* process */
+	double shutdown_grace;
+	char *log_level;
+	char *log_file;
+	char *data_dir;
+	char *udp_ports;
+};
+
+/* Fill c with the built-in defaults (strings allocated). */
+void conf_defaults(struct conf *c);
+
+/*
+ * Parse path into c (which holds defaults or earlier values). On error,
+ * returns RB_EINVAL (bad option or value) or RB_EIO (unreadable file) and
+ * writes "file:line: option: reason" into err[0..errlen). Stops at the
+ * first error.
+ */
+int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+
+/* Set one option by name from a string, as if read from a file (used by
+ * the command line and by tests). Same error text, without file:line. */
+int conf_set(struct conf *c, const char *name, const char *value, char *err,
+	     size_t errlen);
+
+/* Rules that span several options (e.g. tls_port needs tls_cert and
+ * tls_key). RB_OK or RB_EINVAL with a message naming the options. */
+int conf_check(const struct conf *c, char *err, size_t errlen);
+
+/* Free the strings held by c. */
+void conf_free(struct conf *c);
+
+#endif

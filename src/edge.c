@@ -1,0 +1,590 @@
+/*
+ * Edge thread. Everything in this file runs on the edge thread except
+ * edge_new/edge_start/edge_stop_thread/edge_free (main thread, while the
+ * edge thread is not running) and the doorbell (any thread).
+ *
+ * Per-connection state is a struct econn hung on the wsi's opaque user
+ * data and indexed by connection id. It is created when the core hands a
+ * socket over (XQ_ADOPT) or, on the TLS listener, when the upgrade
+ * completes; it dies only in LWS_CALLBACK_WSI_DESTROY, which lws calls for
+ * every wsi, upgraded or not, so the core always hears XQ_CLOSED once.
+ */
+#include "src/edge.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include "protocol/rb.h"
+#include "src/http_head.h"
+#include "src/idmap.h"
+#include "src/log.h"
+#include "src/metrics.h"
+#include "src/rbuf.h"
+#include "src/seam.h"
+
+_Static_assert(LWS_PRE <= RBUF_HEADROOM, "rbuf headroom must cover LWS_PRE");
+
+struct oitem {
+	struct oitem *next;
+	struct rbuf *buf; /* shared body; this record is the per-recipient part */
+};
+
+struct econn {
+	uint64_t id;
+	struct lws *wsi;
+	struct oitem *out_head, *out_tail;
+	size_t out_bytes;
+	uint8_t *rx;       /* fragments of the message being received */
+	size_t rx_len, rx_cap;
+	bool established;
+	bool v2, tls;
+	bool closing;      /* flush the queue, then close with close_code */
+	bool close_now;    /* close without flushing (slow consumer) */
+	uint16_t close_code;
+	uint16_t peer_code;
+	char close_reason[64];
+};
+
+struct edge {
+	struct edge_opts opts;
+	struct lws_context *ctx;
+	struct lws_vhost *door;   /* no listener: adopts sockets from the core */
+	struct lws_vhost *tls;    /* lws-owned wss:// listener, or NULL */
+	lws_retry_bo_t retry;     /* heartbeat policy */
+	struct xq *inbox;         /* core -> edge */
+	struct xq *to_core;       /* edge -> core */
+	struct idmap conns;       /* id -> struct econn */
+	pthread_t thread;
+	bool started;
+	bool stopping;            /* XQ_STOP seen: EDGE_DONE when conns empty */
+	bool done_sent;
+	atomic_int exit_flag;     /* set by edge_stop_thread, read by the loop */
+};
+
+/* lws calls one protocol callback with no user pointer for the doorbell,
+ * so the edge is a process singleton. */
+static struct edge *the_edge;
+
+#define ASSERT_EDGE(e) assert(!(e)->started || pthread_equal(pthread_self(), (e)->thread))
+
+static void to_core(struct edge *e, uint8_t type, uint64_t id, uint8_t flags,
+		    struct rbuf *buf, char *text)
+{
+	struct xq_msg *m = xq_msg_new(type, id, 0);
+	if (!m) {
+		/* Cannot tell the core: the connection would leak there. Losing
+		 * a malloc this small means the process is finished anyway. */
+		log_error("edge: out of memory for a seam message");
+		rbuf_unref(buf);
+		free(text);
+		abort();
+	}
+	m->flags = flags;
+	m->buf = buf;
+	m->text = text;
+	xq_push(e->to_core, m);
+}
+
+static void queue_clear(struct econn *ec)
+{
+	struct oitem *it = ec->out_head;
+	while (it) {
+		struct oitem *next = it->next;
+		rbuf_unref(it->buf);
+		free(it);
+		it = next;
+	}
+	ec->out_head = ec->out_tail = NULL;
+	ec->out_bytes = 0;
+}
+
+static void start_close(struct econn *ec, uint16_t code, const char *reason, bool now)
+{
+	if (ec->closing && !now)
+		return;
+	ec->closing = true;
+	ec->close_now = ec->close_now || now;
+	ec->close_code = code;
+	snprintf(ec->close_reason, sizeof(ec->close_reason), "%s", reason ? reason : "");
+	if (now)
+		queue_clear(ec);
+	if (ec->established)
+		lws_callback_on_writable(ec->wsi);
+	else
+		lws_set_timeout(ec->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+static void maybe_done(struct edge *e)
+{
+	if (e->stopping && !e->done_sent && e->conns.len == 0) {
+		e->done_sent = true;
+		to_core(e, XQ_EDGE_DONE, 0, 0, NULL, NULL);
+	}
+}
+
+static void do_send(struct edge *e, struct xq_msg *m)
+{
+	for (size_t i = 0; i < m->nids; i++) {
+		struct econn *ec = idmap_get(&e->conns, m->ids[i]);
+		if (!ec || ec->closing) {
+			metric_inc(M_DROP_CLOSED);
+			continue;
+		}
+		if (ec->out_bytes + m->buf->len > e->opts.send_queue_bytes) {
+			metric_inc(M_SLOW_CONSUMER_CLOSED);
+			log_info("conn %llu: send queue over %zu bytes, closing (slow consumer)",
+				 (unsigned long long)ec->id, e->opts.send_queue_bytes);
+			start_close(ec, 1008, "slow consumer", true);
+			continue;
+		}
+		struct oitem *it = malloc(sizeof(*it));
+		if (!it) {
+			start_close(ec, 1011, "out of memory", true);
+			continue;
+		}
+		it->next = NULL;
+		it->buf = rbuf_ref(m->buf);
+		if (ec->out_tail)
+			ec->out_tail->next = it;
+		else
+			ec->out_head = it;
+		ec->out_tail = it;
+		ec->out_bytes += m->buf->len;
+		if (ec->established)
+			lws_callback_on_writable(ec->wsi);
+	}
+}
+
+static void do_adopt(struct edge *e, struct xq_msg *m)
+{
+	struct econn *ec = calloc(1, sizeof(*ec));
+	if (!ec || idmap_put(&e->conns, m->id, ec) != RB_OK) {
+		free(ec);
+		close(m->fd);
+		to_core(e, XQ_CLOSED, m->id, 0, NULL, NULL);
+		return;
+	}
+	ec->id = m->id;
+	/* lws reads the untouched handshake from the socket: the core only
+	 * peeked at it. On failure lws has already closed the fd. */
+	ec->wsi = lws_adopt_socket_vhost(e->door, m->fd);
+	if (!ec->wsi) {
+		log_warn("conn %llu: lws could not adopt the socket", (unsigned long long)m->id);
+		idmap_del(&e->conns, m->id);
+		free(ec);
+		to_core(e, XQ_CLOSED, m->id, 0, NULL, NULL);
+		return;
+	}
+	lws_set_opaque_user_data(ec->wsi, ec);
+}
+
+static void drain_inbox(struct edge *e)
+{
+	struct xq_msg *m = xq_drain(e->inbox), *next;
+	size_t i;
+	uint64_t id;
+	void *val;
+
+	for (; m; m = next) {
+		next = m->next;
+		struct econn *ec = m->id ? idmap_get(&e->conns, m->id) : NULL;
+		switch (m->type) {
+		case XQ_ADOPT:
+			do_adopt(e, m);
+			break;
+		case XQ_SEND:
+			do_send(e, m);
+			break;
+		case XQ_CLOSE:
+			if (ec)
+				start_close(ec, m->code, m->text, false);
+			break;
+		case XQ_FLOW:
+			if (ec && !ec->closing)
+				lws_rx_flow_control(ec->wsi, (m->flags & XQF_ON) ? 1 : 0);
+			break;
+		case XQ_STOP:
+			e->stopping = true;
+			for (i = 0; idmap_next(&e->conns, &i, &id, &val);)
+				start_close(val, 1001, "going away", false);
+			maybe_done(e);
+			break;
+		default:
+			log_error("edge: unexpected seam message %d", m->type);
+			break;
+		}
+		xq_msg_free(m);
+	}
+}
+
+/* Headers for the connect hook of a TLS connection (the plain port parses
+ * the raw head instead). lws 4.1 cannot enumerate unknown headers, so this
+ * passes the well-known ones, the Rainbow device headers and every query
+ * argument; documented in README. */
+static char *tls_headers(struct lws *wsi)
+{
+	static const struct {
+		enum lws_token_indexes tok;
+		const char *name;
+	} known[] = {
+		{ WSI_TOKEN_HTTP_USER_AGENT, "User-Agent" },
+		{ WSI_TOKEN_HTTP_COOKIE, "Cookie" },
+		{ WSI_TOKEN_HTTP_AUTHORIZATION, "Authorization" },
+		{ WSI_TOKEN_HTTP_ACCEPT_LANGUAGE, "Accept-Language" },
+		{ WSI_TOKEN_HTTP_REFERER, "Referer" },
+		{ WSI_TOKEN_X_FORWARDED_FOR, "X-Forwarded-For" },
+		{ WSI_TOKEN_PROTOCOL, "Sec-WebSocket-Protocol" },
+	};
+	static const char *const custom[] = { "x-deviceid:", "x-client-os:" };
+	struct kvlist l = { 0 };
+	char buf[1024];
+	int n;
+
+	for (size_t i = 0; i < RB_ARRAY_LEN(known); i++) {
+		n = lws_hdr_copy(wsi, buf, sizeof(buf), known[i].tok);
+		if (n > 0)
+			kv_add(&l, known[i].name, strlen(known[i].name), buf, (size_t)n);
+	}
+	for (size_t i = 0; i < RB_ARRAY_LEN(custom); i++) {
+		int nl = (int)strlen(custom[i]);
+		n = lws_hdr_custom_copy(wsi, buf, sizeof(buf), custom[i], nl);
+		if (n > 0)
+			kv_add(&l, custom[i], (size_t)nl - 1, buf, (size_t)n);
+	}
+	for (int idx = 0; lws_hdr_copy_fragment(wsi, buf, sizeof(buf),
+						WSI_TOKEN_HTTP_URI_ARGS, idx) > 0; idx++) {
+		char *eq = strchr(buf, '=');
+		if (eq)
+			kv_add(&l, buf, (size_t)(eq - buf), eq + 1, strlen(eq + 1));
+		else
+			kv_add(&l, buf, strlen(buf), "", 0);
+	}
+	char *s = kv_serialize(&l);
+	kv_free(&l);
+	return s;
+}
+
+static int on_established(struct edge *e, struct lws *wsi)
+{
+	struct econn *ec = lws_get_opaque_user_data(wsi);
+	char *hdrs = NULL;
+
+	if (!ec) {
+		/* TLS listener: the connection is new to the core. Reading pauses
+		 * until the connect hook admits it (XQ_FLOW on). */
+		ec = calloc(1, sizeof(*ec));
+		if (!ec)
+			return -1;
+		ec->id = conn_id_next();
+		ec->wsi = wsi;
+		ec->tls = true;
+		if (idmap_put(&e->conns, ec->id, ec) != RB_OK) {
+			free(ec);
+			return -1;
+		}
+		lws_set_opaque_user_data(wsi, ec);
+		hdrs = tls_headers(wsi);
+		lws_rx_flow_control(wsi, 0);
+	}
+	ec->established = true;
+	ec->v2 = strcmp(lws_get_protocol(wsi)->name, "rainbow.v2") == 0;
+	to_core(e, XQ_OPENED, ec->id, (uint8_t)((ec->v2 ? XQF_V2 : 0) | (ec->tls ? XQF_TLS : 0)),
+		NULL, hdrs);
+	if (e->stopping)
+		start_close(ec, 1001, "going away", false);
+	else if (ec->closing || ec->out_head)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static int on_receive(struct edge *e, struct econn *ec, struct lws *wsi,
+		      const uint8_t *in, size_t len)
+{
+	bool first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi) &&
+		     lws_remaining_packet_payload(wsi) == 0;
+
+	if (ec->closing)
+		return 0;
+	if (first)
+		ec->rx_len = 0;
+	if (ec->rx_len + len > e->opts.max_message_size) {
+		metric_inc(M_RX_TOO_BIG);
+		log_info("conn %llu: message over max_message_size %zu, closing 1009",
+			 (unsigned long long)ec->id, e->opts.max_message_size);
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+				 (unsigned char *)"message too big", 15);
+		return -1;
+	}
+	uint8_t flags = lws_frame_is_binary(wsi) ? 0 : XQF_TEXT;
+	struct rbuf *b;
+	if (first && final) {
+		/* The common case: one frame, no reassembly copy. */
+		b = rbuf_new2(in, len, NULL, 0);
+	} else {
+		if (ec->rx_len + len > ec->rx_cap) {
+			size_t ncap = ec->rx_cap ? ec->rx_cap : 1024;
+			while (ncap < ec->rx_len + len)
+				ncap *= 2;
+			uint8_t *nrx = realloc(ec->rx, ncap);
+			if (!nrx)
+				return -1;
+			ec->rx = nrx;
+			ec->rx_cap = ncap;
+		}
+		memcpy(ec->rx + ec->rx_len, in, len);
+		ec->rx_len += len;
+		if (!final)
+			return 0;
+		b = rbuf_new2(ec->rx, ec->rx_len, NULL, 0);
+		/* Do not keep a large reassembly buffer around per idle client. */
+		if (ec->rx_cap > 4096) {
+			free(ec->rx);
+			ec->rx = NULL;
+			ec->rx_cap = 0;
+		}
+		ec->rx_len = 0;
+	}
+	if (!b)
+		return -1;
+	to_core(e, XQ_RX, ec->id, flags, b, NULL);
+	return 0;
+}
+
+static int on_writeable(struct econn *ec, struct lws *wsi)
+{
+	struct oitem *it = ec->close_now ? NULL : ec->out_head;
+
+	if (it) {
+		ec->out_head = it->next;
+		if (!ec->out_head)
+			ec->out_tail = NULL;
+		ec->out_bytes -= it->buf->len;
+		/* The frame header goes into the buffer's headroom. Sharing one
+		 * buffer among recipients is safe: this thread writes them one
+		 * at a time and lws copies any unsent remainder. */
+		int n = lws_write(wsi, it->buf->data, it->buf->len, LWS_WRITE_BINARY);
+		size_t len = it->buf->len;
+		rbuf_unref(it->buf);
+		free(it);
+		if (n < (int)len)
+			return -1;
+		metric_inc(M_FRAMES_OUT);
+		if (ec->out_head || ec->closing)
+			lws_callback_on_writable(wsi);
+		return 0;
+	}
+	if (ec->closing) {
+		lws_close_reason(wsi, (enum lws_close_status)ec->close_code,
+				 (unsigned char *)ec->close_reason, strlen(ec->close_reason));
+		return -1;
+	}
+	return 0;
+}
+
+static void on_destroy(struct edge *e, struct lws *wsi)
+{
+	struct econn *ec = lws_get_opaque_user_data(wsi);
+
+	if (!ec)
+		return;
+	lws_set_opaque_user_data(wsi, NULL);
+	idmap_del(&e->conns, ec->id);
+	to_core(e, XQ_CLOSED, ec->id, 0, NULL, NULL);
+	queue_clear(ec);
+	free(ec->rx);
+	free(ec);
+	maybe_done(e);
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+		    void *in, size_t len)
+{
+	struct edge *e = the_edge;
+	struct econn *ec;
+
+	switch (reason) {
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		if (e)
+			drain_inbox(e);
+		return 0;
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+		/* Only /connect/ upgrades. The plain port checked this already;
+		 * the TLS listener is checked here. */
+		char uri[256];
+		if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+		    (strcmp(uri, "/connect/") && strcmp(uri, "/connect")))
+			return 1;
+		return 0;
+	}
+	case LWS_CALLBACK_ESTABLISHED:
+		return on_established(e, wsi);
+	case LWS_CALLBACK_RECEIVE:
+		ec = lws_get_opaque_user_data(wsi);
+		return ec ? on_receive(e, ec, wsi, in, len) : -1;
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		ec = lws_get_opaque_user_data(wsi);
+		return ec ? on_writeable(ec, wsi) : 0;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		ec = lws_get_opaque_user_data(wsi);
+		if (ec && len >= 2)
+			ec->peer_code = (uint16_t)(((const uint8_t *)in)[0] << 8 |
+						   ((const uint8_t *)in)[1]);
+		return 0;
+	case LWS_CALLBACK_HTTP:
+		/* A plain HTTP request on an lws socket (TLS port, or a client
+		 * that pipelined one): the REST API lives on the plain port. */
+		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+		return -1;
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (e)
+			on_destroy(e, wsi);
+		return 0;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols protocols[] = {
+	/* The first protocol is the one a client offering none (or none we
+	 * know) gets: the original Rainbow behaviour. */
+	{ "rainbow", callback, 0, 0, 0, NULL, 0 },
+	{ "rainbow.v2", callback, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+static void ring_edge(void *arg)
+{
+	struct edge *e = arg;
+	lws_cancel_service(e->ctx);
+}
+
+struct edge *edge_new(const struct edge_opts *opts, struct xq *to_core_q)
+{
+	struct lws_context_creation_info info;
+	struct edge *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
+	assert(!the_edge);
+	e->opts = *opts;
+	e->to_core = to_core_q;
+	e->inbox = xq_new(ring_edge, e);
+	if (!e->inbox)
+		goto fail;
+	if (opts->heartbeat > 0) {
+		e->retry.secs_since_valid_ping = (uint16_t)opts->heartbeat;
+		e->retry.secs_since_valid_hangup =
+			(uint16_t)(opts->heartbeat + opts->heartbeat_timeout);
+	} else {
+		e->retry.secs_since_valid_ping = 0xffff;
+		e->retry.secs_since_valid_hangup = 0xffff;
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	if (opts->tls_port)
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.timeout_secs = 10;
+	e->ctx = lws_create_context(&info);
+	if (!e->ctx) {
+		log_error("edge: cannot create the libwebsockets context");
+		goto fail;
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "door";
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = protocols;
+	info.retry_and_idle_policy = &e->retry;
+	e->door = lws_create_vhost(e->ctx, &info);
+	if (!e->door) {
+		log_error("edge: cannot create the WebSocket vhost");
+		goto fail;
+	}
+	if (opts->tls_port) {
+		memset(&info, 0, sizeof(info));
+		info.vhost_name = "tls";
+		info.port = opts->tls_port;
+		info.iface = opts->bind;
+		info.protocols = protocols;
+		info.retry_and_idle_policy = &e->retry;
+		info.ssl_cert_filepath = opts->tls_cert;
+		info.ssl_private_key_filepath = opts->tls_key;
+		info.alpn = "http/1.1"; /* WebSocket over h2 is not offered */
+		info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		e->tls = lws_create_vhost(e->ctx, &info);
+		if (!e->tls) {
+			log_error("edge: cannot listen for TLS on %s:%d (cert %s, key %s)",
+				  opts->bind, opts->tls_port, opts->tls_cert, opts->tls_key);
+			goto fail;
+		}
+	}
+	the_edge = e;
+	return e;
+fail:
+	edge_free(e);
+	return NULL;
+}
+
+struct xq *edge_inbox(struct edge *e)
+{
+	return e->inbox;
+}
+
+static void *edge_main(void *arg)
+{
+	struct edge *e = arg;
+	while (!e->exit_flag && lws_service(e->ctx, 0) >= 0)
+		;
+	return NULL;
+}
+
+int edge_start(struct edge *e)
+{
+	if (pthread_create(&e->thread, NULL, edge_main, e) != 0)
+		return RB_EIO;
+	e->started = true;
+	return RB_OK;
+}
+
+void edge_stop_thread(struct edge *e)
+{
+	if (!e || !e->started)
+		return;
+	e->exit_flag = 1;
+	lws_cancel_service(e->ctx);
+	pthread_join(e->thread, NULL);
+	e->started = false;
+}
+
+void edge_free(struct edge *e)
+{
+	if (!e)
+		return;
+	edge_stop_thread(e);
+	/* Destroying the context closes every wsi; their WSI_DESTROY would
+	 * talk to a core that is gone, so detach first. */
+	the_edge = NULL;
+	if (e->ctx)
+		lws_context_destroy(e->ctx);
+	size_t i = 0;
+	uint64_t id;
+	void *val;
+	while (idmap_next(&e->conns, &i, &id, &val)) {
+		struct econn *ec = val;
+		queue_clear(ec);
+		free(ec->rx);
+		free(ec);
+	}
+	idmap_free(&e->conns);
+	xq_free(e->inbox);
+	free(e);
+}

@@ -1,0 +1,97 @@
+#include "src/seam.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "src/rbuf.h"
+
+struct xq {
+	pthread_mutex_t lock;
+	struct xq_msg *head, *tail;
+	xq_doorbell ring;
+	void *arg;
+};
+
+static atomic_uint_fast64_t next_conn_id = 1;
+
+uint64_t conn_id_next(void)
+{
+	return atomic_fetch_add_explicit(&next_conn_id, 1, memory_order_relaxed);
+}
+
+struct xq *xq_new(xq_doorbell ring, void *arg)
+{
+	struct xq *q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	pthread_mutex_init(&q->lock, NULL);
+	q->ring = ring;
+	q->arg = arg;
+	return q;
+}
+
+void xq_free(struct xq *q)
+{
+	if (!q)
+		return;
+	struct xq_msg *m = q->head;
+	while (m) {
+		struct xq_msg *next = m->next;
+		xq_msg_free(m);
+		m = next;
+	}
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+struct xq_msg *xq_msg_new(uint8_t type, uint64_t id, size_t nids)
+{
+	struct xq_msg *m = calloc(1, sizeof(*m) + nids * sizeof(m->ids[0]));
+	if (!m)
+		return NULL;
+	m->type = type;
+	m->id = id;
+	m->fd = -1;
+	m->nids = nids;
+	return m;
+}
+
+void xq_msg_free(struct xq_msg *m)
+{
+	if (!m)
+		return;
+	rbuf_unref(m->buf);
+	free(m->text);
+	free(m);
+}
+
+void xq_push(struct xq *q, struct xq_msg *m)
+{
+	bool was_empty;
+
+	m->next = NULL;
+	pthread_mutex_lock(&q->lock);
+	was_empty = q->head == NULL;
+	if (q->tail)
+		q->tail->next = m;
+	else
+		q->head = m;
+	q->tail = m;
+	pthread_mutex_unlock(&q->lock);
+	/* Ring outside the lock: the doorbell (lws_cancel_service, an eventfd
+	 * write) may take its own locks. A ring per batch, not per message. */
+	if (was_empty)
+		q->ring(q->arg);
+}
+
+struct xq_msg *xq_drain(struct xq *q)
+{
+	struct xq_msg *list;
+
+	pthread_mutex_lock(&q->lock);
+	list = q->head;
+	q->head = q->tail = NULL;
+	pthread_mutex_unlock(&q->lock);
+	return list;
+}

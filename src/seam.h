@@ -1,0 +1,82 @@
+/*
+ * seam.h - the only channel between the edge thread (libwebsockets) and the
+ * core thread (libevent): two queues of messages, one per direction
+ * (DESIGN.md, Threads).
+ *
+ * A queue is a mutex-protected intrusive FIFO with a doorbell: xq_push()
+ * rings it only on the empty-to-non-empty transition, and the consumer
+ * drains the whole queue at once with xq_drain(). A ring may find the queue
+ * already empty (the consumer raced ahead); consumers accept that.
+ * Connections cross the seam as 64-bit ids, never pointers.
+ *
+ * Ownership: xq_push() takes the message; xq_drain() hands the list to the
+ * caller, which frees each message with xq_msg_free().
+ */
+#ifndef RB_SEAM_H
+#define RB_SEAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rbuf;
+
+enum xq_type {
+	/* edge -> core */
+	XQ_OPENED = 1, /* id: WebSocket established; flags XQF_V2/XQF_TLS;
+	                * text: header block for TLS connections (see hdrs.h) */
+	XQ_RX,         /* id: one whole message in buf; flags XQF_TEXT */
+	XQ_CLOSED,     /* id: connection gone (also if it never upgraded);
+	                * code: close code seen, 0 if none */
+	XQ_EDGE_DONE,  /* edge closed everything after XQ_STOP */
+	/* core -> edge */
+	XQ_ADOPT,      /* id, fd: hand an accepted, peeked socket to lws */
+	XQ_SEND,       /* buf to every id in ids[0..nids) */
+	XQ_CLOSE,      /* id: close with code and reason (text, may be NULL) */
+	XQ_FLOW,       /* id: flags XQF_ON resumes reading, else pauses it */
+	XQ_STOP,       /* close every connection with 1001, then XQ_EDGE_DONE */
+};
+
+enum {
+	XQF_V2 = 1,
+	XQF_TLS = 2,
+	XQF_TEXT = 4,
+	XQF_ON = 8,
+};
+
+struct xq_msg {
+	struct xq_msg *next;
+	uint8_t type;
+	uint8_t flags;
+	uint16_t code;
+	int fd;
+	uint64_t id;
+	struct rbuf *buf; /* owned reference, or NULL */
+	char *text;       /* owned, or NULL */
+	size_t nids;
+	uint64_t ids[];   /* XQ_SEND recipients */
+};
+
+typedef void (*xq_doorbell)(void *arg);
+
+struct xq;
+
+/* ring(arg) is called from the pushing thread, outside the lock. */
+struct xq *xq_new(xq_doorbell ring, void *arg);
+/* Frees the queue and any messages still in it. NULL-tolerant. */
+void xq_free(struct xq *q);
+
+/* New message with room for nids ids; fields zeroed, fd = -1. NULL on ENOMEM. */
+struct xq_msg *xq_msg_new(uint8_t type, uint64_t id, size_t nids);
+/* Frees m, dropping its buf reference and text. NULL-tolerant. */
+void xq_msg_free(struct xq_msg *m);
+
+/* Any thread. Takes m. */
+void xq_push(struct xq *q, struct xq_msg *m);
+/* Consumer thread. Returns every queued message in FIFO order (NULL if none). */
+struct xq_msg *xq_drain(struct xq *q);
+
+/* Process-wide connection id source, any thread; ids start at 1, never reused. */
+uint64_t conn_id_next(void);
+
+#endif
