@@ -63,6 +63,8 @@ struct edge {
 	struct idmap conns;       /* id -> struct econn */
 	pthread_t thread;
 	bool started;
+	struct econn *adopting;   /* set during an adopt call: lws may run the
+	                           * handshake (ESTABLISHED) before it returns */
 	bool stopping;            /* XQ_STOP seen: EDGE_DONE when conns empty */
 	bool done_sent;
 	atomic_int exit_flag;     /* set by edge_stop_thread, read by the loop */
@@ -174,7 +176,13 @@ static void do_adopt(struct edge *e, struct xq_msg *m)
 	ec->id = m->id;
 	/* lws reads the untouched handshake from the socket: the core only
 	 * peeked at it. On failure lws has already closed the fd. */
-	ec->wsi = lws_adopt_socket_vhost(e->door, m->fd);
+	e->adopting = ec;
+	if (m->buf)
+		ec->wsi = lws_adopt_socket_vhost_readbuf(e->door, m->fd,
+							 (const char *)m->buf->data, m->buf->len);
+	else
+		ec->wsi = lws_adopt_socket_vhost(e->door, m->fd);
+	e->adopting = NULL;
 	if (!ec->wsi) {
 		log_warn("conn %llu: lws could not adopt the socket", (unsigned long long)m->id);
 		idmap_del(&e->conns, m->id);
@@ -271,9 +279,21 @@ static char *tls_headers(struct lws *wsi)
 	return s;
 }
 
-static int on_established(struct edge *e, struct lws *wsi)
+/* The econn of a wsi, also while lws is still inside the adopt call. */
+static struct econn *econn_of(struct edge *e, struct lws *wsi)
 {
 	struct econn *ec = lws_get_opaque_user_data(wsi);
+	if (!ec && e && e->adopting) {
+		ec = e->adopting;
+		ec->wsi = wsi;
+		lws_set_opaque_user_data(wsi, ec);
+	}
+	return ec;
+}
+
+static int on_established(struct edge *e, struct lws *wsi)
+{
+	struct econn *ec = econn_of(e, wsi);
 	char *hdrs = NULL;
 
 	if (!ec) {
@@ -426,7 +446,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_ESTABLISHED:
 		return on_established(e, wsi);
 	case LWS_CALLBACK_RECEIVE:
-		ec = lws_get_opaque_user_data(wsi);
+		ec = econn_of(e, wsi);
 		return ec ? on_receive(e, ec, wsi, in, len) : -1;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		ec = lws_get_opaque_user_data(wsi);
@@ -443,8 +463,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
 		return -1;
 	case LWS_CALLBACK_WSI_DESTROY:
-		if (e)
+		if (e) {
+			econn_of(e, wsi);
 			on_destroy(e, wsi);
+		}
 		return 0;
 	default:
 		break;

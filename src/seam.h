@@ -30,7 +30,8 @@ enum xq_type {
 	                * code: close code seen, 0 if none */
 	XQ_EDGE_DONE,  /* edge closed everything after XQ_STOP */
 	/* core -> edge */
-	XQ_ADOPT,      /* id, fd: hand an accepted, peeked socket to lws */
+	XQ_ADOPT,      /* id, fd: hand an accepted, peeked socket to lws;
+	                * buf, if set: a head to replay (the socket's was read) */
 	XQ_SEND,       /* buf to every id in ids[0..nids) */
 	XQ_CLOSE,      /* id: close with code and reason (text, may be NULL) */
 	XQ_FLOW,       /* id: flags XQF_ON resumes reading, else pauses it */

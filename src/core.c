@@ -1,0 +1,611 @@
+#include "src/core.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "protocol/packet.h"
+#include "protocol/rb.h"
+#include "src/backend.h"
+#include "src/channels.h"
+#include "src/conf.h"
+#include "src/door.h"
+#include "src/edge.h"
+#include "src/forward.h"
+#include "src/hooks.h"
+#include "src/httpd.h"
+#include "src/log.h"
+#include "src/metrics.h"
+#include "src/rbuf.h"
+#include "src/rest.h"
+#include "src/seam.h"
+#include "storage/qos_store.h"
+
+struct conn *core_conn(struct core *c, uint64_t id)
+{
+	return idmap_get(&c->conns, id);
+}
+
+static void push_edge(struct core *c, struct xq_msg *m)
+{
+	xq_push(c->to_edge, m);
+}
+
+void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos,
+		      bool dup, uint16_t msgid, uint16_t msgtype,
+		      const void *payload, size_t len)
+{
+	struct pkt p = { .cmd = cmd, .qos = qos, .dup = dup, .msgid = msgid,
+			 .msgtype = msgtype };
+	uint8_t hdr[PKT_MAX_HDR];
+	size_t hl = pkt_encode_header(&p, hdr);
+	struct rbuf *b = rbuf_new2(hdr, hl, payload, len);
+	struct xq_msg *m = xq_msg_new(XQ_SEND, 0, 1);
+
+	if (!b || !m) {
+		rbuf_unref(b);
+		xq_msg_free(m);
+		log_error("conn %llu: out of memory sending %s", (unsigned long long)conn_id,
+			  pkt_cmd_name(cmd));
+		return;
+	}
+	m->buf = b;
+	m->ids[0] = conn_id;
+	push_edge(c, m);
+}
+
+void core_send_nak(struct core *c, const struct conn *cn, uint16_t msgid, int code,
+		   const char *message, bool temporary)
+{
+	if (!cn->v2)
+		return; /* v1 clients got silence from the original */
+	json_t *j = json_pack("{s:i, s:s, s:b}", "code", code, "message", message,
+			      "temporary", temporary);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (s)
+		core_send_packet(c, cn->id, PKT_NAK, 0, false, msgid, 0, s, strlen(s));
+	free(s);
+	json_decref(j);
+}
+
+void core_close_conn(struct core *c, uint64_t conn_id, uint16_t code, const char *reason)
+{
+	struct xq_msg *m = xq_msg_new(XQ_CLOSE, conn_id, 0);
+	if (!m)
+		return;
+	m->code = code;
+	m->text = reason ? strdup(reason) : NULL;
+	push_edge(c, m);
+}
+
+void core_flow(struct core *c, struct conn *cn, bool on)
+{
+	struct xq_msg *m = xq_msg_new(XQ_FLOW, cn->id, 0);
+	if (!m)
+		return;
+	m->flags = on ? XQF_ON : 0;
+	cn->rx_paused = !on;
+	push_edge(c, m);
+}
+
+static void send_hello(struct core *c, struct conn *cn)
+{
+	json_t *j = json_pack("{s:s, s:b, s:i, s:I}", "identity", cn->identity,
+			      "session_present", 0, "heartbeat", (int)c->conf->heartbeat,
+			      "max_message_size", (json_int_t)c->conf->max_message_size);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (s)
+		core_send_packet(c, cn->id, PKT_HELLO, 0, false, 0, 0, s, strlen(s));
+	free(s);
+	json_decref(j);
+}
+
+static struct conn *conn_new(struct core *c, uint64_t id)
+{
+	unsigned char rnd[32];
+	struct conn *cn = calloc(1, sizeof(*cn));
+
+	if (!cn)
+		return NULL;
+	/* The identity is the connection's handle everywhere: unguessable. */
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1 || idmap_put(&c->conns, id, cn) != RB_OK) {
+		free(cn);
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(cn->identity + 2 * i, 3, "%02x", rnd[i]);
+	cn->core = c;
+	cn->id = id;
+	cn->fd = -1;
+	return cn;
+}
+
+static void conn_free(struct core *c, struct conn *cn)
+{
+	if (cn->hook_req)
+		backend_cancel(cn->hook_req);
+	if (cn->fd >= 0)
+		close(cn->fd);
+	while (cn->chans.n)
+		conn_unsub(c, cn, cn->chans.v[cn->chans.n - 1].name);
+	fwd_conn_gone(c, cn);
+	if (cn->state == CONN_OPEN)
+		c->n_open--;
+	idmap_del(&c->conns, cn->id);
+	kv_free(&cn->chans);
+	free(cn->rehead);
+	free(cn->device_id);
+	free(cn->platform);
+	free(cn->cookie);
+	free(cn);
+}
+
+void core_admit(struct core *c, struct conn *cn)
+{
+	cn->admitted = true;
+	if (cn->tls) {
+		/* Already a WebSocket: start reading it. */
+		cn->state = CONN_OPEN;
+		c->n_open++;
+		metric_inc(M_CONN_OPENED);
+		core_flow(c, cn, true);
+		if (cn->v2)
+			send_hello(c, cn);
+		return;
+	}
+	struct xq_msg *m = xq_msg_new(XQ_ADOPT, cn->id, 0);
+	if (!m) {
+		core_refuse(c, cn, 503, "out of memory");
+		return;
+	}
+	if (cn->rehead) {
+		/* Consume the head we peeked at; lws gets the rewritten one. It
+		 * is all in the socket buffer already (we saw it), so this does
+		 * not wait. */
+		size_t left = cn->head_len;
+		char tmp[4096];
+		while (left) {
+			ssize_t r = recv(cn->fd, tmp, left < sizeof(tmp) ? left : sizeof(tmp), 0);
+			if (r <= 0)
+				break;
+			left -= (size_t)r;
+		}
+		m->buf = rbuf_new2(cn->rehead, strlen(cn->rehead), NULL, 0);
+		if (left || !m->buf) {
+			xq_msg_free(m);
+			core_refuse(c, cn, 503, "cannot read the request");
+			return;
+		}
+	}
+	m->fd = cn->fd;
+	cn->fd = -1;
+	cn->state = CONN_UPGRADING;
+	push_edge(c, m);
+}
+
+void core_refuse(struct core *c, struct conn *cn, int status, const char *msg)
+{
+	metric_inc(status == 401 ? M_CONN_REFUSED : M_CONN_HOOK_FAILED);
+	cn->admitted = false;
+	if (cn->tls) {
+		/* After the upgrade there is no HTTP status left to give. */
+		core_close_conn(c, cn->id, status == 401 ? 4401 : 4503, msg);
+		return; /* freed when the edge reports it closed */
+	}
+	char body[256];
+	snprintf(body, sizeof(body), "{\"status\":1,\"msg\":\"%s\"}", msg);
+	door_refuse(cn->fd, cn->head_len, status, body);
+	cn->fd = -1;
+	conn_free(c, cn);
+}
+
+/* Device id and platform: header, else query argument (browsers cannot set
+ * headers). */
+static const char *client_value(const struct kvlist *hdrs, const struct kvlist *args,
+				const char *name)
+{
+	const char *v = hdrs ? kv_get(hdrs, name) : NULL;
+	if (!v && args)
+		v = kv_get(args, name);
+	return v && *v ? v : NULL;
+}
+
+/* Checks common to both listeners; on success the connect hook runs. */
+static void begin_connect(struct core *c, struct conn *cn, const struct kvlist *hdrs,
+			  const struct kvlist *args)
+{
+	const char *dev = client_value(hdrs, args, "X-DEVICEID");
+	const char *os = client_value(hdrs, args, "X-CLIENT-OS");
+
+	if (!dev && c->conf->require_device_id) {
+		log_info("conn %s: refused, no X-DEVICEID", cn->identity);
+		core_refuse(c, cn, 401, "X-DEVICEID and X-CLIENT-OS are required");
+		return;
+	}
+	if (dev) {
+		cn->device_id = strdup(dev);
+	} else {
+		/* No device id: the connection is its own device. */
+		cn->device_id = strndup(cn->identity, 32);
+	}
+	cn->platform = os ? strdup(os) : NULL;
+	hooks_connect(c, cn, hdrs, args);
+}
+
+/*
+ * A.1: any subprotocol offer other than rainbow.v2 is ignored. lws 4.1
+ * refuses an upgrade offering only names it does not know, so for such a
+ * client (and only then) the head is replayed to lws without the
+ * Sec-WebSocket-Protocol header. Returns that head, or NULL if not needed.
+ */
+static char *unknown_subprotocols(const struct http_head *h)
+{
+	const char *offer = kv_get(&h->headers, "Sec-WebSocket-Protocol");
+	if (!offer || header_has_token(offer, "rainbow.v2") || header_has_token(offer, "rainbow"))
+		return NULL;
+	size_t len = strlen(h->method) + strlen(h->path) + strlen(h->query) + 32;
+	for (size_t i = 0; i < h->headers.n; i++)
+		len += strlen(h->headers.v[i].name) + strlen(h->headers.v[i].value) + 4;
+	char *s = malloc(len), *p = s;
+	if (!s)
+		return NULL;
+	p += sprintf(p, "%s %s%s%s HTTP/1.%d\r\n", h->method, h->path, *h->query ? "?" : "",
+		     h->query, h->minor);
+	for (size_t i = 0; i < h->headers.n; i++)
+		if (strcasecmp(h->headers.v[i].name, "Sec-WebSocket-Protocol") != 0)
+			p += sprintf(p, "%s: %s\r\n", h->headers.v[i].name, h->headers.v[i].value);
+	strcpy(p, "\r\n");
+	return s;
+}
+
+static void on_upgrade(void *arg, int fd, struct http_head *head, size_t head_len)
+{
+	struct core *c = arg;
+	struct kvlist args = { 0 };
+	struct conn *cn;
+
+	if (c->stop_phase) {
+		door_refuse(fd, head_len, 503, "{\"status\":1,\"msg\":\"shutting down\"}");
+		goto out;
+	}
+	if (c->conns.len >= (size_t)c->conf->max_connections) {
+		metric_inc(M_CONN_OVER_LIMIT);
+		log_warn("refusing a connection: max_connections (%d) reached",
+			 c->conf->max_connections);
+		door_refuse(fd, head_len, 503, "{\"status\":1,\"msg\":\"too many connections\"}");
+		goto out;
+	}
+	cn = conn_new(c, conn_id_next());
+	if (!cn) {
+		door_refuse(fd, head_len, 503, "{\"status\":1,\"msg\":\"out of memory\"}");
+		goto out;
+	}
+	cn->fd = fd;
+	cn->head_len = head_len;
+	cn->state = CONN_HOOK;
+	cn->rehead = unknown_subprotocols(head);
+	if (cn->rehead && strlen(cn->rehead) > 2048) {
+		/* lws replays at most 2048 bytes (its header buffer). */
+		core_refuse(c, cn, 431, "request head too large for an unknown subprotocol");
+		goto out;
+	}
+	query_parse(head->query, &args);
+	begin_connect(c, cn, &head->headers, &args);
+out:
+	kv_free(&args);
+	http_head_free(head);
+	free(head);
+}
+
+static void on_opened(struct core *c, struct xq_msg *m)
+{
+	struct conn *cn = core_conn(c, m->id);
+
+	if (m->flags & XQF_TLS) {
+		/* TLS listener: lws upgraded it; the connect hook runs now. */
+		struct kvlist hdrs = { 0 };
+		if (c->stop_phase || c->conns.len >= (size_t)c->conf->max_connections) {
+			core_close_conn(c, m->id, 1013, c->stop_phase ? "shutting down"
+								: "too many connections");
+			return;
+		}
+		cn = conn_new(c, m->id);
+		if (!cn) {
+			core_close_conn(c, m->id, 1011, "out of memory");
+			return;
+		}
+		cn->tls = true;
+		cn->v2 = m->flags & XQF_V2;
+		cn->state = CONN_HOOK;
+		kv_deserialize(&hdrs, m->text);
+		/* On TLS the query arguments arrive among the headers. */
+		begin_connect(c, cn, &hdrs, NULL);
+		kv_free(&hdrs);
+		return;
+	}
+	if (!cn || cn->state != CONN_UPGRADING)
+		return;
+	cn->state = CONN_OPEN;
+	cn->v2 = m->flags & XQF_V2;
+	c->n_open++;
+	metric_inc(M_CONN_OPENED);
+	log_debug("conn %s: open (%s)", cn->identity, cn->v2 ? "rainbow.v2" : "v1");
+	if (cn->v2)
+		send_hello(c, cn);
+}
+
+static void on_closed(struct core *c, struct xq_msg *m)
+{
+	struct conn *cn = core_conn(c, m->id);
+	if (!cn)
+		return;
+	if (cn->state == CONN_OPEN)
+		metric_inc(M_CONN_CLOSED);
+	log_debug("conn %s: closed", cn->identity);
+	hooks_close(c, cn);
+	conn_free(c, cn);
+	core_maybe_stopped(c);
+}
+
+static void drain_inbox(evutil_socket_t fd, short what, void *arg)
+{
+	struct core *c = arg;
+	uint64_t n;
+	ssize_t r = read(c->inbox_fd, &n, sizeof(n));
+	(void)r; /* the count does not matter; draining the queue does */
+
+	struct xq_msg *m = xq_drain(c->inbox), *next;
+	for (; m; m = next) {
+		next = m->next;
+		struct conn *cn;
+		switch (m->type) {
+		case XQ_OPENED:
+			on_opened(c, m);
+			break;
+		case XQ_RX:
+			cn = core_conn(c, m->id);
+			if (cn && cn->state == CONN_OPEN)
+				fwd_on_message(c, cn, m->buf, m->flags & XQF_TEXT);
+			break;
+		case XQ_CLOSED:
+			on_closed(c, m);
+			break;
+		case XQ_EDGE_DONE:
+			c->stop_phase = 3;
+			core_maybe_stopped(c);
+			break;
+		default:
+			log_error("core: unexpected seam message %d", m->type);
+		}
+		xq_msg_free(m);
+	}
+}
+
+static void ring_core(void *arg)
+{
+	struct core *c = arg;
+	uint64_t one = 1;
+	ssize_t w = write(c->inbox_fd, &one, sizeof(one));
+	(void)w; /* EAGAIN only when the counter is huge: already rung */
+}
+
+/*
+ * Shutdown, in phases: 1) stop accepting and let in-flight forwards finish;
+ * 2) close every WebSocket (1001), which fires the close hooks; 3) once the
+ * edge reports every connection gone, wait for outstanding backend calls
+ * (close hooks) and leave. shutdown_grace bounds phases 1 and 3 each.
+ */
+static void begin_closing(struct core *c);
+
+static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct core *c = arg;
+	if (c->stop_phase == 1) {
+		log_warn("shutdown: %d forwards still in flight after the grace period",
+			 c->fwd_inflight);
+		begin_closing(c);
+	} else {
+		log_warn("shutdown: giving up on %zu backend calls and %zu connections",
+			 backend_pending(c->backend), c->conns.len);
+		event_base_loopexit(c->base, NULL);
+	}
+}
+
+static void arm_stop_timer(struct core *c)
+{
+	struct timeval tv = { (time_t)c->conf->shutdown_grace,
+			      (suseconds_t)((c->conf->shutdown_grace -
+					     (double)(time_t)c->conf->shutdown_grace) * 1e6) };
+	evtimer_add(c->stop_timer, &tv);
+}
+
+static void begin_closing(struct core *c)
+{
+	size_t i = 0;
+	uint64_t id;
+	void *val;
+
+	c->stop_phase = 2;
+	/* Connections still at the door were never admitted: just drop them. */
+	while (idmap_next(&c->conns, &i, &id, &val)) {
+		struct conn *cn = val;
+		if (cn->state == CONN_HOOK && !cn->tls) {
+			conn_free(c, cn);
+			i = 0; /* the map changed */
+		}
+	}
+	push_edge(c, xq_msg_new(XQ_STOP, 0, 0));
+	arm_stop_timer(c);
+}
+
+void core_maybe_stopped(struct core *c)
+{
+	if (c->stop_phase == 1 && c->fwd_inflight == 0) {
+		evtimer_del(c->stop_timer);
+		begin_closing(c);
+	} else if (c->stop_phase == 3 && backend_pending(c->backend) == 0) {
+		event_base_loopexit(c->base, NULL);
+	}
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct core *c = arg;
+	if (c->stop_phase) {
+		log_info("second signal: exiting now");
+		event_base_loopexit(c->base, NULL);
+		return;
+	}
+	log_info("signal %d: shutting down (grace %.1fs, %d forwards in flight, %zu connections)",
+		 (int)sig, c->conf->shutdown_grace, c->fwd_inflight, c->n_open);
+	c->stop_phase = 1;
+	door_close(c->door);
+	httpd_close(c->httpd);
+	arm_stop_timer(c);
+	core_maybe_stopped(c);
+}
+
+struct core *core_new(struct conf *conf)
+{
+	struct core *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->conf = conf;
+	c->inbox_fd = -1;
+	c->started = time(NULL);
+	c->base = event_base_new();
+	c->channels = channels_new();
+	c->store = qos_mem_new();
+	if (!c->base || !c->channels || !c->store)
+		goto fail;
+	struct backend_opts bo = {
+		.max_connections = conf->backend_max_connections,
+		.max_queue = conf->backend_max_queue,
+		.connect_timeout_ms = (int)(conf->backend_connect_timeout * 1000),
+		.request_timeout_ms = (int)(conf->backend_timeout * 1000),
+		.max_response_bytes = conf->max_response_size,
+	};
+	c->backend = backend_new(c->base, &bo);
+	c->inbox_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	c->inbox = xq_new(ring_core, c);
+	if (!c->backend || c->inbox_fd < 0 || !c->inbox)
+		goto fail;
+	c->inbox_ev = event_new(c->base, c->inbox_fd, EV_READ | EV_PERSIST, drain_inbox, c);
+	c->stop_timer = evtimer_new(c->base, on_stop_timer, c);
+	c->sig_term = evsignal_new(c->base, SIGTERM, on_signal, c);
+	c->sig_int = evsignal_new(c->base, SIGINT, on_signal, c);
+	if (!c->inbox_ev || !c->stop_timer || !c->sig_term || !c->sig_int)
+		goto fail;
+	event_add(c->inbox_ev, NULL);
+	event_add(c->sig_term, NULL);
+	event_add(c->sig_int, NULL);
+
+	size_t max_body = conf->max_message_size + 4096;
+	c->httpd = httpd_new(c->base, max_body, 60, rest_handle, c);
+	if (!c->httpd)
+		goto fail;
+	c->door = door_new(c->base, c->httpd, conf->bind, conf->port, conf->handshake_timeout,
+			   on_upgrade, c);
+	if (!c->door)
+		goto fail;
+	c->port = door_port(c->door);
+	if (conf->api_port && httpd_listen(c->httpd, conf->bind, conf->api_port) != RB_OK)
+		goto fail;
+	char host[256];
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = 0;
+	snprintf(c->server_name, sizeof(c->server_name), "%s:%d", host, c->port);
+
+	struct edge_opts eo = {
+		.bind = conf->bind,
+		.tls_port = conf->tls_port,
+		.tls_cert = conf->tls_cert,
+		.tls_key = conf->tls_key,
+		.max_message_size = conf->max_message_size,
+		.send_queue_bytes = conf->send_queue_bytes,
+		.heartbeat = (int)conf->heartbeat,
+		.heartbeat_timeout = (int)conf->heartbeat_timeout,
+	};
+	c->edge = edge_new(&eo, c->inbox);
+	if (!c->edge)
+		goto fail;
+	c->to_edge = edge_inbox(c->edge);
+	return c;
+fail:
+	log_error("core: start-up failed");
+	core_free(c);
+	return NULL;
+}
+
+int core_run(struct core *c)
+{
+	sigset_t block, old;
+
+	/* The edge thread must never take SIGTERM/SIGINT: libevent's handler
+	 * belongs to the core loop. Block them while spawning it. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	int rc = edge_start(c->edge);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != RB_OK) {
+		log_error("core: cannot start the edge thread");
+		return 1;
+	}
+	log_info("rainbow listening on %s:%d%s%s", c->conf->bind, c->port,
+		 c->conf->tls_port ? ", TLS on port " : "",
+		 c->conf->tls_port ? "set" : "");
+	event_base_dispatch(c->base);
+	log_info("rainbow stopped");
+	return c->exit_code;
+}
+
+void core_free(struct core *c)
+{
+	if (!c)
+		return;
+	/* Stop the edge first: nothing may push into our queue after this. */
+	edge_stop_thread(c->edge);
+	size_t i = 0;
+	uint64_t id;
+	void *val;
+	while (idmap_next(&c->conns, &i, &id, &val)) {
+		conn_free(c, val);
+		i = 0;
+	}
+	idmap_free(&c->conns);
+	door_free(c->door);
+	httpd_free(c->httpd);
+	backend_free(c->backend);
+	edge_free(c->edge);
+	if (c->inbox_ev)
+		event_free(c->inbox_ev);
+	if (c->stop_timer)
+		event_free(c->stop_timer);
+	if (c->sig_term)
+		event_free(c->sig_term);
+	if (c->sig_int)
+		event_free(c->sig_int);
+	xq_free(c->inbox);
+	if (c->inbox_fd >= 0)
+		close(c->inbox_fd);
+	if (c->store)
+		c->store->ops->free(c->store);
+	channels_free(c->channels);
+	if (c->base)
+		event_base_free(c->base);
+	free(c);
+}

@@ -1,0 +1,117 @@
+/*
+ * core.h - the core thread: one libevent loop owning routing, connection
+ * state, channels, QoS state, the REST API, the backend client and timers
+ * (DESIGN.md, Threads). Everything declared here is core thread only.
+ *
+ * A WebSocket connection is a struct conn, created when its upgrade
+ * arrives at the door (or when the TLS listener reports it open) and freed
+ * when the edge reports it closed. Other modules refer to a connection by
+ * id and look it up again after any asynchronous step, since it may be
+ * gone by then.
+ */
+#ifndef RB_CORE_H
+#define RB_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "src/http_head.h"
+#include "src/idmap.h"
+
+struct conf;
+struct event_base;
+struct backend;
+struct backend_req;
+struct backend_response;
+struct channels;
+struct qos_store;
+struct rbuf;
+struct fwd;
+
+enum conn_state {
+	CONN_HOOK,      /* connect hook under way (socket still at the door) */
+	CONN_UPGRADING, /* handed to the edge; WebSocket handshake under way */
+	CONN_OPEN,      /* established and admitted */
+};
+
+struct conn {
+	struct core *core;
+	uint64_t id;
+	enum conn_state state;
+	char identity[65];     /* 64 lowercase hex chars */
+	char *device_id;
+	char *platform;
+	char *cookie;          /* RAINBOWCLIENTCOOKIE, echoed to the backend */
+	bool v2, tls;
+	bool admitted;         /* the connect hook said yes: close hook will fire */
+	int fd;                /* while CONN_HOOK on the plain port, else -1 */
+	size_t head_len;       /* bytes of request head still unread on fd */
+	char *rehead;          /* head to replay to lws instead (see core.c) */
+	struct backend_req *hook_req;
+	struct kvlist chans;   /* channels this connection is in (names) */
+	/* forwards (forward.c) */
+	struct fwd *fq_head, *fq_tail; /* waiting for a slot, in arrival order */
+	int fq_len;
+	size_t fq_bytes;
+	int inflight;
+	bool rx_paused;
+};
+
+struct core {
+	struct conf *conf;
+	struct event_base *base;
+	struct idmap conns;        /* id -> struct conn */
+	size_t n_open;             /* conns in CONN_OPEN */
+	struct channels *channels;
+	struct qos_store *store;
+	struct backend *backend;
+	struct httpd *httpd;
+	struct door *door;
+	struct edge *edge;
+	struct xq *to_edge;
+	struct xq *inbox;          /* from the edge */
+	int inbox_fd;              /* eventfd doorbell */
+	struct event *inbox_ev;
+	struct event *sig_term, *sig_int;
+	struct event *stop_timer;
+	int fwd_inflight;          /* all connections */
+	char server_name[300];     /* "host:port" for /serverinfo/ */
+	int port;                  /* the bound main port */
+	time_t started;
+	int stop_phase;            /* 0 running, 1 draining forwards, 2 closing, 3 done */
+	int exit_code;
+};
+
+/* Build everything (listeners bound, threads not started). NULL on error
+ * (logged). Takes nothing from conf; conf must outlive the core. */
+struct core *core_new(struct conf *conf);
+/* Start the edge thread and run the loop until shutdown completes.
+ * Returns the process exit code. */
+int core_run(struct core *c);
+void core_free(struct core *c);
+
+struct conn *core_conn(struct core *c, uint64_t id);
+
+/* Queue one packet for a connection. payload is copied. */
+void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos,
+		      bool dup, uint16_t msgid, uint16_t msgtype,
+		      const void *payload, size_t len);
+/* Queue a NAK (v2 connections only; a no-op for v1, which get silence). */
+void core_send_nak(struct core *c, const struct conn *cn, uint16_t msgid, int code,
+		   const char *message, bool temporary);
+/* Ask the edge to close a connection with a WebSocket close code. */
+void core_close_conn(struct core *c, uint64_t conn_id, uint16_t code, const char *reason);
+/* Pause or resume reading from a connection (backpressure). */
+void core_flow(struct core *c, struct conn *cn, bool on);
+
+/* A connection was admitted by its connect hook (or without one). */
+void core_admit(struct core *c, struct conn *cn);
+/* The connect hook refused (401) or failed (503). */
+void core_refuse(struct core *c, struct conn *cn, int status, const char *msg);
+
+/* Called by forward.c when the last in-flight work may have finished. */
+void core_maybe_stopped(struct core *c);
+
+#endif

@@ -1,0 +1,256 @@
+#include "src/door.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "protocol/rb.h"
+#include "src/http_head.h"
+#include "src/httpd.h"
+#include "src/log.h"
+#include "src/metrics.h"
+
+#define MAX_HEAD 16384
+
+struct peek {
+	struct peek *prev, *next;
+	struct door *door;
+	int fd;
+	struct event *ev;    /* edge-triggered read: fires once per arrival */
+	struct event *timer; /* head_timeout */
+};
+
+struct door {
+	struct event_base *base;
+	struct httpd *http;
+	struct evconnlistener *lst;
+	int port;
+	struct timeval head_tv;
+	door_upgrade_fn on_upgrade;
+	void *arg;
+	struct peek *peeks; /* sockets whose head is still incomplete */
+};
+
+static void peek_free(struct peek *p, bool close_fd)
+{
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		p->door->peeks = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	event_free(p->ev);
+	event_free(p->timer);
+	if (close_fd)
+		close(p->fd);
+	free(p);
+}
+
+static bool is_upgrade(const struct http_head *h)
+{
+	const char *up = kv_get(&h->headers, "Upgrade");
+	return strcmp(h->method, "GET") == 0 &&
+	       (strcmp(h->path, "/connect/") == 0 || strcmp(h->path, "/connect") == 0) &&
+	       up && header_has_token(up, "websocket");
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct peek *p = arg;
+	struct door *d = p->door;
+	char buf[MAX_HEAD];
+	ssize_t n;
+
+	if (what & EV_TIMEOUT) {
+		metric_inc(M_HEAD_BAD);
+		log_debug("door: fd %d sent no complete request head in time", (int)fd);
+		peek_free(p, true);
+		return;
+	}
+	n = recv(fd, buf, sizeof(buf), MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		peek_free(p, true);
+		return;
+	}
+	size_t head_len = http_head_len(buf, (size_t)n);
+	if (!head_len) {
+		if ((size_t)n < sizeof(buf))
+			return; /* wait for more: the edge-triggered event fires again */
+		metric_inc(M_HEAD_BAD);
+		door_refuse(fd, 0, 431, "{\"status\":1,\"msg\":\"request head too large\"}");
+		p->fd = -1;
+		peek_free(p, false);
+		return;
+	}
+	struct http_head *h = calloc(1, sizeof(*h));
+	if (!h || http_head_parse(buf, head_len, h) != RB_OK) {
+		free(h);
+		/* Let the HTTP server answer a request we cannot parse. */
+		httpd_adopt(d->http, fd);
+		p->fd = -1;
+		peek_free(p, false);
+		return;
+	}
+	int sfd = p->fd;
+	bool up = is_upgrade(h);
+	if (!up) {
+		http_head_free(h);
+		free(h);
+		httpd_adopt(d->http, sfd);
+	}
+	p->fd = -1;
+	peek_free(p, false);
+	if (up)
+		d->on_upgrade(d->arg, sfd, h, head_len);
+}
+
+static void on_accept(struct evconnlistener *lst, evutil_socket_t fd,
+		      struct sockaddr *sa, int salen, void *arg)
+{
+	struct door *d = arg;
+	struct peek *p = calloc(1, sizeof(*p));
+	int one = 1;
+
+	metric_inc(M_CONN_ACCEPTED);
+	if (!p) {
+		close(fd);
+		return;
+	}
+	/* Small frames are the norm: send them now, not after 40 ms. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	p->door = d;
+	p->fd = fd;
+	/* Peeking leaves the bytes in the socket, so a level-triggered event
+	 * would spin on an incomplete head: edge-triggered fires per arrival. */
+	p->ev = event_new(d->base, fd, EV_READ | EV_PERSIST | EV_ET, on_readable, p);
+	p->timer = evtimer_new(d->base, on_readable, p);
+	if (!p->ev || !p->timer) {
+		event_free(p->ev);
+		event_free(p->timer);
+		free(p);
+		close(fd);
+		return;
+	}
+	p->next = d->peeks;
+	if (d->peeks)
+		d->peeks->prev = p;
+	d->peeks = p;
+	event_add(p->ev, NULL);
+	event_add(p->timer, &d->head_tv);
+	/* The head is usually already here: no need to wait for a wake-up. */
+	on_readable(fd, EV_READ, p);
+}
+
+static void on_accept_error(struct evconnlistener *lst, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	/* EMFILE and friends: keep running, the listener retries. */
+	log_warn("door: accept failed: %s", evutil_socket_error_to_string(err));
+}
+
+struct door *door_new(struct event_base *base, struct httpd *http,
+		      const char *bind, int port, double head_timeout,
+		      door_upgrade_fn on_upgrade, void *arg)
+{
+	struct door *d = calloc(1, sizeof(*d));
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+	char addr[300];
+
+	if (!d)
+		return NULL;
+	d->base = base;
+	d->http = http;
+	d->on_upgrade = on_upgrade;
+	d->arg = arg;
+	d->head_tv.tv_sec = (time_t)head_timeout;
+	d->head_tv.tv_usec = (suseconds_t)((head_timeout - (double)(time_t)head_timeout) * 1e6);
+	snprintf(addr, sizeof(addr), strchr(bind, ':') ? "[%s]:%d" : "%s:%d", bind, port);
+	memset(&ss, 0, sizeof(ss));
+	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
+		log_error("door: bad bind address '%s'", bind);
+		goto fail;
+	}
+	d->lst = evconnlistener_new_bind(base, on_accept, d,
+					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+					 LEV_OPT_CLOSE_ON_EXEC, 4096,
+					 (struct sockaddr *)&ss, sslen);
+	if (!d->lst) {
+		log_error("door: cannot listen on %s: %s", addr, strerror(errno));
+		goto fail;
+	}
+	evconnlistener_set_error_cb(d->lst, on_accept_error);
+	sslen = sizeof(ss);
+	getsockname(evconnlistener_get_fd(d->lst), (struct sockaddr *)&ss, (socklen_t *)&sslen);
+	d->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						 : ((struct sockaddr_in *)&ss)->sin_port);
+	return d;
+fail:
+	door_free(d);
+	return NULL;
+}
+
+int door_port(const struct door *d)
+{
+	return d->port;
+}
+
+void door_close(struct door *d)
+{
+	if (!d)
+		return;
+	if (d->lst) {
+		evconnlistener_free(d->lst);
+		d->lst = NULL;
+	}
+	while (d->peeks)
+		peek_free(d->peeks, true);
+}
+
+void door_free(struct door *d)
+{
+	if (!d)
+		return;
+	door_close(d);
+	free(d);
+}
+
+void door_refuse(int fd, size_t head_len, int status, const char *json_body)
+{
+	char buf[1024];
+	const char *reason = status == 401 ? "Unauthorized" :
+			     status == 431 ? "Request Header Fields Too Large" :
+			     status == 400 ? "Bad Request" : "Service Unavailable";
+	int n;
+
+	/* Consume what we only peeked at: closing with unread input sends a
+	 * reset, and the client might never see the answer. */
+	while (head_len) {
+		ssize_t r = recv(fd, buf, head_len < sizeof(buf) ? head_len : sizeof(buf), 0);
+		if (r <= 0)
+			break;
+		head_len -= (size_t)r;
+	}
+	n = snprintf(buf, sizeof(buf),
+		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+		     status, reason, strlen(json_body), json_body);
+	if (n > 0 && (size_t)n < sizeof(buf)) {
+		ssize_t w = send(fd, buf, (size_t)n, MSG_NOSIGNAL);
+		(void)w; /* a small answer fits the socket buffer; best effort */
+	}
+	shutdown(fd, SHUT_WR);
+	close(fd);
+}

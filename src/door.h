@@ -1,0 +1,43 @@
+/*
+ * door.h - the front door: one listening port for WebSocket clients and the
+ * REST API (DESIGN.md, Front door). Core thread only.
+ *
+ * For each accepted socket the door peeks (MSG_PEEK, nothing consumed) at
+ * the request head, within max_head bytes and head_timeout seconds (a
+ * slowloris guard). An upgrade to /connect/ (or /connect) is handed to the
+ * upgrade callback, which then owns the socket; anything else goes to the
+ * REST server (httpd_adopt), which reads the untouched request itself.
+ */
+#ifndef RB_DOOR_H
+#define RB_DOOR_H
+
+#include <sys/socket.h>
+
+struct event_base;
+struct httpd;
+struct http_head;
+struct door;
+
+/* Takes fd and *head (free it with http_head_free). head_len is the number
+ * of bytes of the head still unread on fd. */
+typedef void (*door_upgrade_fn)(void *arg, int fd, struct http_head *head,
+				size_t head_len);
+
+/* Binds bind:port (port 0 picks one). NULL on failure (logged). */
+struct door *door_new(struct event_base *base, struct httpd *http,
+		      const char *bind, int port, double head_timeout,
+		      door_upgrade_fn on_upgrade, void *arg);
+/* The bound port. */
+int door_port(const struct door *d);
+/* Stop accepting; sockets still being peeked at are dropped. Idempotent. */
+void door_close(struct door *d);
+void door_free(struct door *d);
+
+/*
+ * Answer an upgrade the door handed over with an HTTP error and close the
+ * socket: consumes the head_len bytes of head first, so the close does not
+ * turn into a reset that would hide the answer. Takes fd.
+ */
+void door_refuse(int fd, size_t head_len, int status, const char *json_body);
+
+#endif

@@ -1,0 +1,319 @@
+#include "src/forward.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "protocol/packet.h"
+#include "protocol/rb.h"
+#include "src/backend.h"
+#include "src/conf.h"
+#include "src/core.h"
+#include "src/hooks.h"
+#include "src/log.h"
+#include "src/metrics.h"
+#include "src/rbuf.h"
+#include "storage/qos_store.h"
+
+struct fwd {
+	struct fwd *next;
+	struct core *c;
+	uint64_t conn_id;
+	uint16_t msgid, msgtype;
+	uint8_t qos;
+	bool dup;
+	struct rbuf *buf;      /* the whole packet; payload at buf->data + off */
+	size_t off;
+	char store_key[65];    /* QoS 2: key in the QoS store */
+};
+
+static void fwd_free(struct fwd *f)
+{
+	rbuf_unref(f->buf);
+	free(f);
+}
+
+static size_t payload_len(const struct fwd *f)
+{
+	return f->buf->len - f->off;
+}
+
+/* Build the forward URL: {message_type} replaced, or "<type>/" appended. */
+static char *forward_url(const struct conf *conf, uint16_t msgtype)
+{
+	const char *tpl = conf->forward_url, *ph = strstr(tpl, "{message_type}");
+	char base[2048];
+	int n;
+
+	if (ph)
+		n = snprintf(base, sizeof(base), "%.*s%u%s", (int)(ph - tpl), tpl,
+			     (unsigned)msgtype, ph + strlen("{message_type}"));
+	else
+		n = snprintf(base, sizeof(base), "%s%u/", tpl, (unsigned)msgtype);
+	if (n < 0 || (size_t)n >= sizeof(base))
+		return NULL;
+	return hooks_signed_url(conf, base);
+}
+
+static void flow_update(struct core *c, struct conn *cn)
+{
+	const struct conf *conf = c->conf;
+	bool high = cn->fq_len * 2 > conf->max_pending_forwards ||
+		    cn->fq_bytes * 2 > conf->forward_queue_bytes;
+	bool low = cn->fq_len * 4 <= conf->max_pending_forwards &&
+		   cn->fq_bytes * 4 <= conf->forward_queue_bytes;
+	if (!cn->rx_paused && high)
+		core_flow(c, cn, false);
+	else if (cn->rx_paused && low)
+		core_flow(c, cn, true);
+}
+
+static void fail(struct core *c, struct conn *cn, struct fwd *f, int code,
+		 const char *msg, bool temporary)
+{
+	if (f->qos == 2)
+		c->store->ops->up_release(c->store, f->store_key, f->msgid);
+	if (cn)
+		core_send_nak(c, cn, f->qos ? f->msgid : 0, code, msg, temporary);
+}
+
+static void pump(struct core *c, struct conn *cn);
+
+static void on_reply(const struct backend_response *resp, void *arg)
+{
+	struct fwd *f = arg;
+	struct core *c = f->c;
+	struct conn *cn = core_conn(c, f->conn_id);
+	char msg[160];
+
+	c->fwd_inflight--;
+	if (cn)
+		cn->inflight--;
+	if (resp->err != RB_OK) {
+		bool timeout = resp->err == RB_ETIMEDOUT;
+		bool unreachable = resp->err == RB_EIO;
+		metric_inc(timeout ? M_FWD_TIMEOUT : unreachable ? M_FWD_UNREACHABLE :
+			   M_FWD_HTTP_ERROR);
+		log_info("forward type %u id %u: %s", f->msgtype, f->msgid, resp->errmsg);
+		snprintf(msg, sizeof(msg), "backend %s", resp->errmsg);
+		fail(c, cn, f, timeout ? NAK_TIMEOUT : unreachable ? NAK_UNAVAILABLE : NAK_BACKEND,
+		     msg, timeout || unreachable);
+		goto done;
+	}
+	if (cn)
+		hooks_apply_response(c, cn, resp);
+	if (resp->status < 200 || resp->status > 299) {
+		metric_inc(M_FWD_HTTP_ERROR);
+		log_info("forward type %u id %u: backend answered HTTP %d", f->msgtype,
+			 f->msgid, resp->status);
+		snprintf(msg, sizeof(msg), "backend answered HTTP %d", resp->status);
+		fail(c, cn, f, NAK_BACKEND, msg, resp->status >= 500);
+		goto done;
+	}
+	const char *invalid = backend_response_header(resp, "RAINBOWREQUESTINVALID");
+	if (invalid) {
+		metric_inc(M_FWD_INVALID);
+		log_info("forward type %u id %u: backend refused: %s", f->msgtype, f->msgid,
+			 invalid);
+		fail(c, cn, f, NAK_INVALID, invalid, false);
+		goto done;
+	}
+	metric_inc(M_FWD_OK);
+	size_t len = evbuffer_get_length(resp->body);
+	const uint8_t *body = evbuffer_pullup(resp->body, -1);
+	if (f->qos == 2) {
+		/* The reply is stored before REC goes out: a duplicate SEND
+		 * from here on is answered from the store (B.4). */
+		int rc = c->store->ops->up_reply(c->store, f->store_key, f->msgid, body, len);
+		if (rc != RB_OK && rc != RB_ENOTFOUND)
+			log_warn("forward id %u: cannot store the QoS 2 reply: %s", f->msgid,
+				 rb_strerror(rc));
+	}
+	if (cn && f->qos)
+		core_send_packet(c, cn->id, f->qos == 1 ? PKT_ACK : PKT_REC, 0, false, f->msgid,
+				 0, body, len);
+done:
+	fwd_free(f);
+	if (cn)
+		pump(c, cn);
+	core_maybe_stopped(c);
+}
+
+static void start(struct core *c, struct conn *cn, struct fwd *f)
+{
+	const struct conf *conf = c->conf;
+	struct backend_header h[5];
+	char qos[2] = { (char)('0' + f->qos), 0 }, mid[96];
+	size_t n = 0;
+	int err = RB_OK;
+
+	char *url = forward_url(conf, f->msgtype);
+	if (!url) {
+		fail(c, cn, f, NAK_UNAVAILABLE, "cannot build the forward URL", false);
+		fwd_free(f);
+		return;
+	}
+	h[n++] = (struct backend_header){ "RAINBOWCLIENTIDENTITY", cn->identity };
+	if (cn->cookie)
+		h[n++] = (struct backend_header){ "RAINBOWCLIENTCOOKIE", cn->cookie };
+	h[n++] = (struct backend_header){ "RAINBOWQOS", qos };
+	if (f->qos) {
+		snprintf(mid, sizeof(mid), "%s:%u", cn->identity, f->msgid);
+		h[n++] = (struct backend_header){ "RAINBOWMESSAGEID", mid };
+	}
+	if (f->dup)
+		h[n++] = (struct backend_header){ "RAINBOWDUP", "1" };
+	struct backend_req *r = backend_request(c->backend, "POST", url, h, n,
+						f->buf->data + f->off, payload_len(f),
+						on_reply, f, &err);
+	free(url);
+	if (!r) {
+		metric_inc(err == RB_ELIMIT ? M_FWD_OVER_LIMIT : M_FWD_UNREACHABLE);
+		fail(c, cn, f, err == RB_ELIMIT ? NAK_LIMIT : NAK_UNAVAILABLE,
+		     err == RB_ELIMIT ? "backend queue full" : "cannot send to the backend",
+		     true);
+		fwd_free(f);
+		return;
+	}
+	cn->inflight++;
+	c->fwd_inflight++;
+}
+
+static void pump(struct core *c, struct conn *cn)
+{
+	while (cn->fq_head && cn->inflight < c->conf->forward_concurrency) {
+		struct fwd *f = cn->fq_head;
+		cn->fq_head = f->next;
+		if (!cn->fq_head)
+			cn->fq_tail = NULL;
+		cn->fq_len--;
+		cn->fq_bytes -= payload_len(f);
+		start(c, cn, f);
+	}
+	flow_update(c, cn);
+}
+
+static void on_send(struct core *c, struct conn *cn, const struct pkt *p,
+		    struct rbuf *buf)
+{
+	const struct conf *conf = c->conf;
+
+	if (p->qos == 2) {
+		enum up_state st;
+		const uint8_t *reply;
+		size_t len;
+		c->store->ops->up_get(c->store, cn->identity, p->msgid, &st, &reply, &len);
+		if (st == UP_REPLIED) {
+			metric_inc(M_QOS2_DUP_ANSWERED);
+			core_send_packet(c, cn->id, PKT_REC, 0, false, p->msgid, 0, reply, len);
+			return;
+		}
+		if (st == UP_FORWARDING) {
+			/* The first copy's REC is on its way. */
+			metric_inc(M_QOS2_DUP_ANSWERED);
+			return;
+		}
+	}
+	if (!*conf->forward_url) {
+		metric_inc(M_FWD_UNREACHABLE);
+		core_send_nak(c, cn, p->qos ? p->msgid : 0, NAK_UNAVAILABLE,
+			      "no forward_url configured", false);
+		return;
+	}
+	if (cn->fq_len >= conf->max_pending_forwards ||
+	    cn->fq_bytes + p->payload_len > conf->forward_queue_bytes) {
+		metric_inc(M_FWD_OVER_LIMIT);
+		log_info("conn %s: forward queue full (%d packets, %zu bytes), SEND id %u refused",
+			 cn->identity, cn->fq_len, cn->fq_bytes, p->msgid);
+		core_send_nak(c, cn, p->qos ? p->msgid : 0, NAK_LIMIT, "too many pending requests",
+			      true);
+		return;
+	}
+	struct fwd *f = calloc(1, sizeof(*f));
+	if (!f) {
+		core_send_nak(c, cn, p->qos ? p->msgid : 0, NAK_UNAVAILABLE, "out of memory", true);
+		return;
+	}
+	f->c = c;
+	f->conn_id = cn->id;
+	f->msgid = p->msgid;
+	f->msgtype = p->msgtype;
+	f->qos = p->qos;
+	f->dup = p->dup;
+	f->buf = rbuf_ref(buf);
+	f->off = (size_t)(p->payload - buf->data);
+	if (p->qos == 2) {
+		memcpy(f->store_key, cn->identity, sizeof(f->store_key));
+		int rc = c->store->ops->up_begin(c->store, f->store_key, p->msgid);
+		if (rc != RB_OK) {
+			core_send_nak(c, cn, p->msgid, NAK_UNAVAILABLE, "cannot record QoS 2 state",
+				      true);
+			fwd_free(f);
+			return;
+		}
+	}
+	if (cn->fq_tail)
+		cn->fq_tail->next = f;
+	else
+		cn->fq_head = f;
+	cn->fq_tail = f;
+	cn->fq_len++;
+	cn->fq_bytes += p->payload_len;
+	pump(c, cn);
+}
+
+void fwd_on_message(struct core *c, struct conn *cn, struct rbuf *buf, bool text)
+{
+	struct pkt p;
+	const char *why = NULL;
+
+	metric_inc(M_FRAMES_IN);
+	if (text && c->conf->strict_frames) {
+		metric_inc(M_MALFORMED);
+		log_info("conn %s: text frame refused (strict_frames)", cn->identity);
+		core_send_nak(c, cn, 0, NAK_MALFORMED, "text frames are not accepted", false);
+		return;
+	}
+	if (pkt_decode(buf->data, buf->len, cn->v2, &p, &why) != RB_OK) {
+		metric_inc(M_MALFORMED);
+		log_info("conn %s: malformed packet (%zu bytes): %s", cn->identity, buf->len, why);
+		char msg[128];
+		snprintf(msg, sizeof(msg), "malformed packet: %s", why);
+		core_send_nak(c, cn, p.msgid, NAK_MALFORMED, msg, false);
+		return;
+	}
+	switch (p.cmd) {
+	case PKT_SEND:
+		on_send(c, cn, &p, buf);
+		break;
+	case PKT_REL:
+		/* REL is idempotent: COM answers an unknown id too (A.3). */
+		c->store->ops->up_release(c->store, cn->identity, p.msgid);
+		core_send_packet(c, cn->id, PKT_COM, 0, false, p.msgid, 0, NULL, 0);
+		break;
+	case PKT_ACK:
+	case PKT_REC:
+	case PKT_COM:
+	case PKT_NAK:
+		/* Answers to gateway pushes; downstream delivery is not wired
+		 * yet, so there is nothing waiting for them. */
+		log_debug("conn %s: %s id %u for no pending delivery", cn->identity,
+			  pkt_cmd_name(p.cmd), p.msgid);
+		break;
+	}
+}
+
+void fwd_conn_gone(struct core *c, struct conn *cn)
+{
+	struct fwd *f = cn->fq_head, *next;
+	for (; f; f = next) {
+		next = f->next;
+		fwd_free(f);
+	}
+	cn->fq_head = cn->fq_tail = NULL;
+	cn->fq_len = 0;
+	cn->fq_bytes = 0;
+	c->store->ops->drop_key(c->store, cn->identity);
+}

@@ -1,0 +1,244 @@
+#include "src/hooks.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <jansson.h>
+
+#include "protocol/rb.h"
+#include "protocol/sign.h"
+#include "src/backend.h"
+#include "src/channels.h"
+#include "src/conf.h"
+#include "src/core.h"
+#include "src/log.h"
+#include "src/metrics.h"
+
+char *hooks_signed_url(const struct conf *conf, const char *url)
+{
+	char q[160];
+	int n = sign_v1_query(conf->security_token, time(NULL), q, sizeof(q));
+	if (n < 0)
+		return NULL;
+	size_t ul = strlen(url);
+	char *out = malloc(ul + (size_t)n + 2);
+	if (!out)
+		return NULL;
+	memcpy(out, url, ul);
+	out[ul] = strchr(url, '?') ? '&' : '?';
+	memcpy(out + ul + 1, q, (size_t)n + 1);
+	return out;
+}
+
+/* Headers the original did not pass on: they describe the hop, not the
+ * client. */
+static bool hop_header(const char *name)
+{
+	static const char *const skip[] = { "Upgrade", "Connection", "Host", "Origin",
+					    "Sec-WebSocket-Key", "Sec-WebSocket-Version",
+					    "Content-Length", "Transfer-Encoding" };
+	for (size_t i = 0; i < RB_ARRAY_LEN(skip); i++)
+		if (strcasecmp(name, skip[i]) == 0)
+			return true;
+	return false;
+}
+
+/* A query argument becomes a header only if it can be one: a token name
+ * and a value without control characters (no header injection). */
+static bool header_safe(const char *name, const char *value)
+{
+	if (!*name)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (*p <= ' ' || *p >= 127 || strchr("()<>@,;:\\\"/[]?={}", *p))
+			return false;
+	for (const char *p = value; *p; p++)
+		if ((unsigned char)*p < ' ' && *p != '\t')
+			return false;
+	return true;
+}
+
+/* arg is the conn: safe, because freeing a conn cancels its hook first. */
+static void on_connect_reply(const struct backend_response *resp, void *arg)
+{
+	struct conn *cn = arg;
+	struct core *c = cn->core;
+
+	cn->hook_req = NULL;
+	if (resp->err != RB_OK) {
+		log_info("conn %s: connect hook failed: %s", cn->identity, resp->errmsg);
+		core_refuse(c, cn, 503, "connect hook failed");
+		return;
+	}
+	if (resp->status < 200 || resp->status > 299) {
+		log_info("conn %s: connect hook answered HTTP %d", cn->identity, resp->status);
+		core_refuse(c, cn, 503, "connect hook failed");
+		return;
+	}
+	size_t len = evbuffer_get_length(resp->body);
+	const char *body = (const char *)evbuffer_pullup(resp->body, -1);
+	json_error_t jerr;
+	json_t *j = json_loadb(body ? body : "", len, JSON_DECODE_ANY, &jerr);
+	if (!j) {
+		log_info("conn %s: connect hook answered non-JSON: %s", cn->identity, jerr.text);
+		core_refuse(c, cn, 503, "connect hook failed");
+		return;
+	}
+	json_t *st = json_is_object(j) ? json_object_get(j, "status") : NULL;
+	bool ok = st && json_is_string(st) && strcmp(json_string_value(st), "success") == 0;
+	json_decref(j);
+	if (!ok) {
+		log_info("conn %s: connect hook refused", cn->identity);
+		core_refuse(c, cn, 401, "connect refused");
+		return;
+	}
+	hooks_apply_response(c, cn, resp);
+	core_admit(c, cn);
+}
+
+void hooks_connect(struct core *c, struct conn *cn, const struct kvlist *headers,
+		   const struct kvlist *args)
+{
+	const struct conf *conf = c->conf;
+	struct backend_header *h = NULL;
+	size_t n = 0, cap = 1 + (headers ? headers->n : 0) + (args ? args->n : 0);
+	char *url = NULL;
+	int err = RB_OK;
+
+	if (!*conf->connect_url) {
+		core_admit(c, cn);
+		return;
+	}
+	h = calloc(cap, sizeof(*h));
+	url = hooks_signed_url(conf, conf->connect_url);
+	if (!h || !url)
+		goto fail;
+	for (size_t i = 0; headers && i < headers->n; i++)
+		if (!hop_header(headers->v[i].name))
+			h[n++] = (struct backend_header){ headers->v[i].name, headers->v[i].value };
+	/* The original passed each upgrade query argument as a header (first
+	 * value wins): browsers cannot set headers. */
+	for (size_t i = 0; args && i < args->n; i++) {
+		const char *name = args->v[i].name;
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = strcasecmp(args->v[k].name, name) == 0;
+		if (!seen && header_safe(name, args->v[i].value))
+			h[n++] = (struct backend_header){ name, args->v[i].value };
+	}
+	h[n++] = (struct backend_header){ "RAINBOWCLIENTIDENTITY", cn->identity };
+	cn->hook_req = backend_request(c->backend, "GET", url, h, n, NULL, 0,
+				       on_connect_reply, cn, &err);
+	if (!cn->hook_req)
+		goto fail;
+	free(h);
+	free(url);
+	return;
+fail:
+	log_warn("conn %s: cannot send the connect hook: %s", cn->identity, rb_strerror(err));
+	free(h);
+	free(url);
+	core_refuse(c, cn, 503, "connect hook failed");
+}
+
+static void on_close_reply(const struct backend_response *resp, void *arg)
+{
+	char *identity = arg;
+	if (resp->err != RB_OK)
+		log_info("conn %s: close hook failed: %s", identity, resp->errmsg);
+	else if (resp->status < 200 || resp->status > 299)
+		log_info("conn %s: close hook answered HTTP %d", identity, resp->status);
+	free(identity);
+	/* During shutdown the loop waits for outstanding hooks. */
+}
+
+void hooks_close(struct core *c, struct conn *cn)
+{
+	struct backend_header h[2];
+	size_t n = 0;
+	int err = RB_OK;
+
+	if (!*c->conf->close_url || !cn->admitted)
+		return;
+	char *url = hooks_signed_url(c->conf, c->conf->close_url);
+	char *ident = strdup(cn->identity);
+	if (!url || !ident) {
+		free(url);
+		free(ident);
+		return;
+	}
+	h[n++] = (struct backend_header){ "RAINBOWCLIENTIDENTITY", cn->identity };
+	if (cn->cookie)
+		h[n++] = (struct backend_header){ "RAINBOWCLIENTCOOKIE", cn->cookie };
+	metric_inc(M_CLOSE_HOOKS);
+	if (!backend_request(c->backend, "GET", url, h, n, NULL, 0, on_close_reply, ident,
+			     &err)) {
+		log_warn("conn %s: cannot send the close hook: %s", cn->identity,
+			 rb_strerror(err));
+		free(ident);
+	}
+	free(url);
+}
+
+bool conn_sub(struct core *c, struct conn *cn, const char *channel)
+{
+	if (channels_sub(c->channels, channel, cn->id) != RB_OK)
+		return false;
+	if (kv_add(&cn->chans, channel, strlen(channel), "", 0) != RB_OK) {
+		channels_unsub(c->channels, channel, cn->id);
+		return false;
+	}
+	return true;
+}
+
+bool conn_unsub(struct core *c, struct conn *cn, const char *channel)
+{
+	if (channels_unsub(c->channels, channel, cn->id) != RB_OK)
+		return false;
+	for (size_t i = 0; i < cn->chans.n; i++) {
+		if (strcmp(cn->chans.v[i].name, channel) == 0) {
+			free(cn->chans.v[i].name);
+			free(cn->chans.v[i].value);
+			cn->chans.v[i] = cn->chans.v[--cn->chans.n];
+			break;
+		}
+	}
+	return true;
+}
+
+/* Calls fn for each non-empty name in a ";;"-joined list. */
+static void each_channel(struct core *c, struct conn *cn, const char *list,
+			 bool (*fn)(struct core *, struct conn *, const char *))
+{
+	while (list && *list) {
+		const char *sep = strstr(list, ";;");
+		size_t len = sep ? (size_t)(sep - list) : strlen(list);
+		if (len) {
+			char *name = strndup(list, len);
+			if (name)
+				fn(c, cn, name);
+			free(name);
+		}
+		list = sep ? sep + 2 : NULL;
+	}
+}
+
+void hooks_apply_response(struct core *c, struct conn *cn,
+			  const struct backend_response *resp)
+{
+	const char *v = backend_response_header(resp, "RAINBOWCLIENTCOOKIE");
+	if (v) {
+		char *dup = strdup(v);
+		if (dup) {
+			free(cn->cookie);
+			cn->cookie = dup;
+		}
+	}
+	each_channel(c, cn, backend_response_header(resp, "RAINBOWCLIENTCHANNEL"), conn_sub);
+	each_channel(c, cn, backend_response_header(resp, "RAINBOWCLIENTCHANNELUNSUB"),
+		     conn_unsub);
+}

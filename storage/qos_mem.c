@@ -1,0 +1,201 @@
+/*
+ * In-memory QoS store: a chained hash table of (key, msgid) entries.
+ * Entries of one key are also linked together so drop_key() is O(entries
+ * of that key) through a second small index keyed by key alone.
+ */
+#include "storage/qos_store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/rb.h"
+
+struct entry {
+	struct entry *next;
+	char *key;
+	uint16_t msgid;
+	enum up_state st;
+	uint8_t *reply;
+	size_t len;
+};
+
+struct mem_store {
+	struct qos_store base;
+	struct entry **buckets;
+	size_t cap; /* power of two */
+	size_t len;
+};
+
+static uint64_t hash(const char *key, uint16_t msgid)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (const char *p = key; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	h = (h ^ (msgid & 0xff)) * 1099511628211ull;
+	h = (h ^ (msgid >> 8)) * 1099511628211ull;
+	return h;
+}
+
+static struct entry **find(struct mem_store *m, const char *key, uint16_t msgid)
+{
+	struct entry **pp = &m->buckets[hash(key, msgid) & (m->cap - 1)];
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->msgid == msgid && strcmp((*pp)->key, key) == 0)
+			break;
+	return pp;
+}
+
+static void entry_free(struct entry *e)
+{
+	free(e->key);
+	free(e->reply);
+	free(e);
+}
+
+static int mem_get(struct qos_store *s, const char *key, uint16_t msgid,
+		   enum up_state *st, const uint8_t **reply, size_t *len)
+{
+	struct entry *e = *find((struct mem_store *)s, key, msgid);
+	*st = e ? e->st : UP_ABSENT;
+	if (reply)
+		*reply = e ? e->reply : NULL;
+	if (len)
+		*len = e ? e->len : 0;
+	return RB_OK;
+}
+
+static int grow(struct mem_store *m)
+{
+	size_t ncap = m->cap * 2;
+	struct entry **nb = calloc(ncap, sizeof(*nb));
+	if (!nb)
+		return RB_ENOMEM;
+	for (size_t i = 0; i < m->cap; i++) {
+		struct entry *e = m->buckets[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			struct entry **slot = &nb[hash(e->key, e->msgid) & (ncap - 1)];
+			e->next = *slot;
+			*slot = e;
+		}
+	}
+	free(m->buckets);
+	m->buckets = nb;
+	m->cap = ncap;
+	return RB_OK;
+}
+
+static int mem_begin(struct qos_store *s, const char *key, uint16_t msgid)
+{
+	struct mem_store *m = (struct mem_store *)s;
+	if (*find(m, key, msgid))
+		return RB_EEXIST;
+	if (m->len >= m->cap && grow(m) != RB_OK)
+		return RB_ENOMEM;
+	struct entry *e = calloc(1, sizeof(*e));
+	if (!e || !(e->key = strdup(key))) {
+		free(e);
+		return RB_ENOMEM;
+	}
+	e->msgid = msgid;
+	e->st = UP_FORWARDING;
+	struct entry **pp = find(m, key, msgid);
+	*pp = e;
+	m->len++;
+	return RB_OK;
+}
+
+static int mem_reply(struct qos_store *s, const char *key, uint16_t msgid,
+		     const uint8_t *reply, size_t len)
+{
+	struct entry *e = *find((struct mem_store *)s, key, msgid);
+	if (!e)
+		return RB_ENOTFOUND;
+	uint8_t *copy = malloc(len ? len : 1);
+	if (!copy)
+		return RB_ENOMEM;
+	if (len)
+		memcpy(copy, reply, len);
+	free(e->reply);
+	e->reply = copy;
+	e->len = len;
+	e->st = UP_REPLIED;
+	return RB_OK;
+}
+
+static int mem_release(struct qos_store *s, const char *key, uint16_t msgid)
+{
+	struct mem_store *m = (struct mem_store *)s;
+	struct entry **pp = find(m, key, msgid), *e = *pp;
+	if (e) {
+		*pp = e->next;
+		entry_free(e);
+		m->len--;
+	}
+	return RB_OK;
+}
+
+static void mem_drop_key(struct qos_store *s, const char *key)
+{
+	struct mem_store *m = (struct mem_store *)s;
+	/* A full scan is fine while entries are few (a QoS 2 exchange lasts a
+	 * round trip); the SQLite store indexes by key. */
+	if (!m->len)
+		return;
+	for (size_t i = 0; i < m->cap; i++) {
+		for (struct entry **pp = &m->buckets[i]; *pp;) {
+			struct entry *e = *pp;
+			if (strcmp(e->key, key) == 0) {
+				*pp = e->next;
+				entry_free(e);
+				m->len--;
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+}
+
+static size_t mem_count(struct qos_store *s)
+{
+	return ((struct mem_store *)s)->len;
+}
+
+static void mem_free(struct qos_store *s)
+{
+	struct mem_store *m = (struct mem_store *)s;
+	for (size_t i = 0; i < m->cap; i++) {
+		struct entry *e = m->buckets[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			entry_free(e);
+		}
+	}
+	free(m->buckets);
+	free(m);
+}
+
+static const struct qos_store_ops mem_ops = {
+	.up_get = mem_get,
+	.up_begin = mem_begin,
+	.up_reply = mem_reply,
+	.up_release = mem_release,
+	.drop_key = mem_drop_key,
+	.count = mem_count,
+	.free = mem_free,
+};
+
+struct qos_store *qos_mem_new(void)
+{
+	struct mem_store *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->cap = 64;
+	m->buckets = calloc(m->cap, sizeof(*m->buckets));
+	if (!m->buckets) {
+		free(m);
+		return NULL;
+	}
+	m->base.ops = &mem_ops;
+	return &m->base;
+}

@@ -1,0 +1,50 @@
+/*
+ * qos_store.h - where QoS state lives. Callers see only this interface;
+ * the in-memory store (qos_mem.c) backs it today and a SQLite store backs
+ * it once persistence lands (DESIGN.md, QoS and persistence contract).
+ * Knows nothing of sockets or WebSockets. Core thread only.
+ *
+ * Upstream QoS 2 (PROTOCOL.md A.3, B.4): a (key, msgid) pair, where key is
+ * the session (or, without one, the connection identity), moves
+ *   absent -> FORWARDING (first SEND, backend call under way)
+ *          -> REPLIED    (backend answered; reply kept, REC sent)
+ *          -> absent     (REL received, or the forward failed)
+ * so a duplicate SEND is answered from the store, never forwarded again.
+ */
+#ifndef RB_QOS_STORE_H
+#define RB_QOS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum up_state { UP_ABSENT = 0, UP_FORWARDING = 1, UP_REPLIED = 2 };
+
+struct qos_store;
+
+struct qos_store_ops {
+	/* State of (key, msgid). For UP_REPLIED, *reply and *len give the
+	 * stored reply, valid until the next call on the store. */
+	int (*up_get)(struct qos_store *s, const char *key, uint16_t msgid,
+		      enum up_state *st, const uint8_t **reply, size_t *len);
+	/* absent -> FORWARDING. RB_EEXIST if present. */
+	int (*up_begin)(struct qos_store *s, const char *key, uint16_t msgid);
+	/* FORWARDING -> REPLIED, copying the reply. RB_ENOTFOUND if absent. */
+	int (*up_reply)(struct qos_store *s, const char *key, uint16_t msgid,
+			const uint8_t *reply, size_t len);
+	/* -> absent. RB_OK also when it was absent (REL is idempotent). */
+	int (*up_release)(struct qos_store *s, const char *key, uint16_t msgid);
+	/* Forget every entry of key (its connection or session ended). */
+	void (*drop_key)(struct qos_store *s, const char *key);
+	/* Number of (key, msgid) entries held. */
+	size_t (*count)(struct qos_store *s);
+	void (*free)(struct qos_store *s);
+};
+
+struct qos_store {
+	const struct qos_store_ops *ops;
+};
+
+/* The in-memory store: state is lost with the process. NULL on ENOMEM. */
+struct qos_store *qos_mem_new(void);
+
+#endif
