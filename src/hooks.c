@@ -145,15 +145,22 @@ fail:
 	core_refuse(c, cn, 503, "connect hook failed");
 }
 
+struct close_ctx {
+	struct core *c;
+	char identity[65];
+};
+
 static void on_close_reply(const struct backend_response *resp, void *arg)
 {
-	char *identity = arg;
+	struct close_ctx *x = arg;
 	if (resp->err != RB_OK)
-		log_info("conn %s: close hook failed: %s", identity, resp->errmsg);
+		log_info("conn %s: close hook failed: %s", x->identity, resp->errmsg);
 	else if (resp->status < 200 || resp->status > 299)
-		log_info("conn %s: close hook answered HTTP %d", identity, resp->status);
-	free(identity);
-	/* During shutdown the loop waits for outstanding hooks. */
+		log_info("conn %s: close hook answered HTTP %d", x->identity, resp->status);
+	struct core *c = x->c;
+	free(x);
+	/* During shutdown the loop waits for the last outstanding hook. */
+	core_maybe_stopped(c);
 }
 
 void hooks_close(struct core *c, struct conn *cn)
@@ -165,21 +172,22 @@ void hooks_close(struct core *c, struct conn *cn)
 	if (!*c->conf->close_url || !cn->admitted)
 		return;
 	char *url = hooks_signed_url(c->conf, c->conf->close_url);
-	char *ident = strdup(cn->identity);
-	if (!url || !ident) {
+	struct close_ctx *x = malloc(sizeof(*x));
+	if (!url || !x) {
 		free(url);
-		free(ident);
+		free(x);
 		return;
 	}
+	x->c = c;
+	memcpy(x->identity, cn->identity, sizeof(x->identity));
 	h[n++] = (struct backend_header){ "RAINBOWCLIENTIDENTITY", cn->identity };
 	if (cn->cookie)
 		h[n++] = (struct backend_header){ "RAINBOWCLIENTCOOKIE", cn->cookie };
 	metric_inc(M_CLOSE_HOOKS);
-	if (!backend_request(c->backend, "GET", url, h, n, NULL, 0, on_close_reply, ident,
-			     &err)) {
+	if (!backend_request(c->backend, "GET", url, h, n, NULL, 0, on_close_reply, x, &err)) {
 		log_warn("conn %s: cannot send the close hook: %s", cn->identity,
 			 rb_strerror(err));
-		free(ident);
+		free(x);
 	}
 	free(url);
 }
