@@ -91,6 +91,11 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	c->fwd_inflight--;
 	if (cn)
 		cn->inflight--;
+	if (resp->err == RB_ECLOSED) {
+		/* The process is exiting; nobody is left to answer. */
+		fwd_free(f);
+		return;
+	}
 	if (resp->err != RB_OK) {
 		bool timeout = resp->err == RB_ETIMEDOUT;
 		bool unreachable = resp->err == RB_EIO;
