@@ -205,6 +205,7 @@ struct load_ctx {
 	struct conf *c;
 	char msg[256];
 	int failed;
+	char bad_section[64]; /* set when the error is an unknown section */
 };
 
 static int on_ini_line(void *user, const char *section, const char *name,
@@ -217,6 +218,7 @@ static int on_ini_line(void *user, const char *section, const char *name,
 	if (strcasecmp(section, "main") != 0) {
 		snprintf(ctx->msg, sizeof(ctx->msg), "[%s]: unknown section (options go in [main])",
 			 section);
+		snprintf(ctx->bad_section, sizeof(ctx->bad_section), "%s", section);
 		ctx->failed = 1;
 		return 0;
 	}
@@ -225,6 +227,25 @@ static int on_ini_line(void *user, const char *section, const char *name,
 		return 0;
 	}
 	return 1;
+}
+
+/* inih reports an unknown section at its first option; point at the
+ * "[name]" line itself, the one to fix. */
+static int section_line(FILE *f, const char *section, int fallback)
+{
+	char buf[512], want[80];
+	int n = 0, found = fallback;
+
+	snprintf(want, sizeof(want), "[%s]", section);
+	rewind(f);
+	while (fgets(buf, sizeof(buf), f) && ++n < fallback) {
+		char *p = buf;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncmp(p, want, strlen(want)) == 0)
+			found = n;
+	}
+	return found;
 }
 
 int conf_load(struct conf *c, const char *path, char *err, size_t errlen)
@@ -237,6 +258,8 @@ int conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 		return RB_EIO;
 	}
 	int line = ini_parse_file(f, on_ini_line, &ctx);
+	if (line > 0 && ctx.bad_section[0])
+		line = section_line(f, ctx.bad_section, line);
 	fclose(f);
 	if (line == 0)
 		return RB_OK;

@@ -88,7 +88,8 @@ static void test_errors(void **state)
 	expect_error("[main]\nheartbeat = -1\n", 2, "heartbeat");
 	expect_error("[main]\nmax_message_size = 12q\n", 2, "max_message_size");
 	expect_error("[main]\nlog_level = loud\n", 2, "log_level");
-	expect_error("[other]\nport = 1\n", 2, "unknown section");
+	expect_error("[other]\nport = 1\n", 1, "unknown section");
+	expect_error("[main]\nport = 1\n\n[extra]\n; note\nport = 2\n", 4, "[extra]: unknown section");
 	expect_error("[main]\nport = 1\nthis line has no equals sign\n", 3, "syntax error");
 }
 
