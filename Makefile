@@ -44,6 +44,7 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all run test unit integration bench asan tsan clean deps
+.SECONDARY:
 all: $(SERVER)
 
 $(BUILD)/obj/%.o: %.c
