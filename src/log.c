@@ -38,10 +38,12 @@ void log_write(int level, const char *fmt, ...)
 	va_list ap;
 
 	gettimeofday(&tv, NULL);
+	/* gmtime_r and snprintf only: strftime consults the time zone, whose
+	 * lazy set-up races with lws' own time calls on the edge thread. */
 	gmtime_r(&tv.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ",
-			      (long)tv.tv_usec / 1000, level_names[level & 3]);
+	n = (size_t)snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s ",
+			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			     tm.tm_sec, (long)tv.tv_usec / 1000, level_names[level & 3]);
 	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	va_end(ap);

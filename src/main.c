@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <libwebsockets.h>
 #include <event2/event.h>
@@ -92,6 +93,9 @@ int main(int argc, char **argv)
 		log_warn("cannot create data_dir %s: %s", conf.data_dir, strerror(errno));
 	/* A peer that vanished mid-write must not kill the process. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Set the time zone up while there is one thread: libc does it lazily
+	 * on first use, and lws uses local time on the edge thread. */
+	tzset();
 
 	struct core *c = core_new(&conf);
 	if (!c)
