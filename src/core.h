@@ -57,6 +57,7 @@ struct conn {
 	size_t fq_bytes;
 	int inflight;
 	bool rx_paused;
+	unsigned malformed;    /* malformed packets seen (log rate limiting) */
 };
 
 struct core {

@@ -283,7 +283,11 @@ void fwd_on_message(struct core *c, struct conn *cn, struct rbuf *buf, bool text
 	}
 	if (pkt_decode(buf->data, buf->len, cn->v2, &p, &why) != RB_OK) {
 		metric_inc(M_MALFORMED);
-		log_info("conn %s: malformed packet (%zu bytes): %s", cn->identity, buf->len, why);
+		/* Every one is counted; a client sending garbage in a loop must
+		 * not flood the log, so log the first few and then a sample. */
+		if (++cn->malformed <= 10 || cn->malformed % 1000 == 0)
+			log_info("conn %s: malformed packet #%u (%zu bytes): %s", cn->identity,
+				 cn->malformed, buf->len, why);
 		char msg[128];
 		snprintf(msg, sizeof(msg), "malformed packet: %s", why);
 		core_send_nak(c, cn, p.msgid, NAK_MALFORMED, msg, false);
