@@ -1,8 +1,6 @@
 #include "src/door.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +17,7 @@
 #include "src/httpd.h"
 #include "src/log.h"
 #include "src/metrics.h"
+#include "src/net.h"
 
 #define MAX_HEAD 16384
 
@@ -121,15 +120,12 @@ static void on_accept(struct evconnlistener *lst, evutil_socket_t fd,
 {
 	struct door *d = arg;
 	struct peek *p = calloc(1, sizeof(*p));
-	int one = 1;
-
 	metric_inc(M_CONN_ACCEPTED);
 	if (!p) {
 		close(fd);
 		return;
 	}
-	/* Small frames are the norm: send them now, not after 40 ms. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	net_nodelay(fd);
 	p->door = d;
 	p->fd = fd;
 	/* Peeking leaves the bytes in the socket, so a level-triggered event
@@ -165,9 +161,6 @@ struct door *door_new(struct event_base *base, struct httpd *http,
 		      door_upgrade_fn on_upgrade, void *arg)
 {
 	struct door *d = calloc(1, sizeof(*d));
-	struct sockaddr_storage ss;
-	int sslen = sizeof(ss);
-	char addr[300];
 
 	if (!d)
 		return NULL;
@@ -177,25 +170,11 @@ struct door *door_new(struct event_base *base, struct httpd *http,
 	d->arg = arg;
 	d->head_tv.tv_sec = (time_t)head_timeout;
 	d->head_tv.tv_usec = (suseconds_t)((head_timeout - (double)(time_t)head_timeout) * 1e6);
-	snprintf(addr, sizeof(addr), strchr(bind, ':') ? "[%s]:%d" : "%s:%d", bind, port);
-	memset(&ss, 0, sizeof(ss));
-	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
-		log_error("door: bad bind address '%s'", bind);
+	d->lst = net_listen(base, "door", bind, port, 4096, on_accept, d);
+	if (!d->lst)
 		goto fail;
-	}
-	d->lst = evconnlistener_new_bind(base, on_accept, d,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-					 LEV_OPT_CLOSE_ON_EXEC, 4096,
-					 (struct sockaddr *)&ss, sslen);
-	if (!d->lst) {
-		log_error("door: cannot listen on %s: %s", addr, strerror(errno));
-		goto fail;
-	}
 	evconnlistener_set_error_cb(d->lst, on_accept_error);
-	sslen = sizeof(ss);
-	getsockname(evconnlistener_get_fd(d->lst), (struct sockaddr *)&ss, (socklen_t *)&sslen);
-	d->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						 : ((struct sockaddr_in *)&ss)->sin_port);
+	d->port = net_listener_port(d->lst);
 	return d;
 fail:
 	door_free(d);

@@ -1,8 +1,6 @@
 #include "src/httpd.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +8,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -18,6 +15,7 @@
 
 #include "protocol/rb.h"
 #include "src/log.h"
+#include "src/net.h"
 
 #define MAX_HEAD 16384
 
@@ -265,8 +263,6 @@ void httpd_reply_error(struct httpd_req *r, int http_status, const char *msg)
 void httpd_adopt(struct httpd *s, int fd)
 {
 	struct hconn *c = calloc(1, sizeof(*c));
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 
 	if (!c) {
 		close(fd);
@@ -280,18 +276,7 @@ void httpd_adopt(struct httpd *s, int fd)
 		free(c);
 		return;
 	}
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-		char ip[INET6_ADDRSTRLEN] = "?";
-		int port = 0;
-		if (ss.ss_family == AF_INET) {
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
-			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		} else if (ss.ss_family == AF_INET6) {
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
-			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		}
-		snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
-	}
+	net_peer_name(fd, c->peer, sizeof(c->peer));
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -306,8 +291,7 @@ void httpd_adopt(struct httpd *s, int fd)
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		      struct sockaddr *sa, int salen, void *arg)
 {
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	net_nodelay(fd);
 	httpd_adopt(arg, fd);
 }
 
@@ -328,25 +312,8 @@ struct httpd *httpd_new(struct event_base *base, size_t max_body,
 
 int httpd_listen(struct httpd *s, const char *bind, int port)
 {
-	struct sockaddr_storage ss;
-	int sl = sizeof(ss);
-	char addr[300];
-
-	snprintf(addr, sizeof(addr), strchr(bind, ':') ? "[%s]:%d" : "%s:%d", bind, port);
-	memset(&ss, 0, sizeof(ss));
-	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sl) != 0) {
-		log_error("httpd: bad address %s", addr);
-		return RB_EIO;
-	}
-	s->lst = evconnlistener_new_bind(s->base, on_accept, s,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-					 LEV_OPT_CLOSE_ON_EXEC, 1024,
-					 (struct sockaddr *)&ss, sl);
-	if (!s->lst) {
-		log_error("httpd: cannot listen on %s: %s", addr, strerror(errno));
-		return RB_EIO;
-	}
-	return RB_OK;
+	s->lst = net_listen(s->base, "rest api", bind, port, 1024, on_accept, s);
+	return s->lst ? RB_OK : RB_EIO;
 }
 
 void httpd_close(struct httpd *s)
