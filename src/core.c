@@ -565,9 +565,11 @@ int core_run(struct core *c)
 		log_error("core: cannot start the edge thread");
 		return 1;
 	}
-	log_info("rainbow listening on %s:%d%s%s", c->conf->bind, c->port,
-		 c->conf->tls_port ? ", TLS on port " : "",
-		 c->conf->tls_port ? "set" : "");
+	if (c->conf->tls_port)
+		log_info("rainbow listening on %s:%d, TLS (wss) on port %d", c->conf->bind,
+			 c->port, c->conf->tls_port);
+	else
+		log_info("rainbow listening on %s:%d", c->conf->bind, c->port);
 	event_base_dispatch(c->base);
 	log_info("rainbow stopped");
 	return c->exit_code;
