@@ -52,6 +52,10 @@ static const struct opt opts[] = {
 	O(max_message_size, T_BYTES, "64k", 8, 1 << 30),
 	O(max_connections, T_INT, "10000", 1, 10000000),
 	O(send_queue_bytes, T_BYTES, "1m", 1024, 1 << 30),
+	O(send_queue_hard_bytes, T_BYTES, "4m", 1024, 1 << 30),
+	O(max_inflight_messages, T_INT, "1000", 1, 65535),
+	O(retry_interval, T_SECONDS, "3", 0.01, 3600),
+	O(api_signature, T_STR, "both", 0, 0),
 	O(heartbeat, T_SECONDS, "25", 0, 65535),
 	O(heartbeat_timeout, T_SECONDS, "10", 1, 65535),
 	O(handshake_timeout, T_SECONDS, "10", 0.001, 3600),
@@ -102,6 +106,11 @@ static int set_value(struct conf *c, const struct opt *o, const char *val,
 		if (strcmp(o->name, "log_level") == 0 && log_level_parse(dup) < 0) {
 			snprintf(err, errlen, "%s: '%s' is not one of error, warn, info, debug",
 				 o->name, val);
+			return RB_EINVAL;
+		}
+		if (strcmp(o->name, "api_signature") == 0 && strcmp(dup, "v1") &&
+		    strcmp(dup, "v2") && strcmp(dup, "both")) {
+			snprintf(err, errlen, "%s: '%s' is not one of v1, v2, both", o->name, val);
 			return RB_EINVAL;
 		}
 		return RB_OK;
@@ -285,6 +294,10 @@ int conf_check(const struct conf *c, char *err, size_t errlen)
 	}
 	if (c->api_port && c->api_port == c->port) {
 		snprintf(err, errlen, "api_port: must differ from port (0 = same port)");
+		return RB_EINVAL;
+	}
+	if (c->send_queue_hard_bytes < c->send_queue_bytes) {
+		snprintf(err, errlen, "send_queue_hard_bytes: must be at least send_queue_bytes");
 		return RB_EINVAL;
 	}
 	const char *urls[] = { c->connect_url, c->forward_url, c->close_url };

@@ -38,6 +38,10 @@ struct conf {
 	size_t max_message_size;
 	int max_connections;
 	size_t send_queue_bytes;
+	size_t send_queue_hard_bytes;
+	int max_inflight_messages;
+	double retry_interval;
+	char *api_signature;
 	double heartbeat;
 	double heartbeat_timeout;
 	double handshake_timeout;
