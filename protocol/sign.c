@@ -7,10 +7,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <openssl/rand.h>
 
 #include "protocol/rb.h"
@@ -157,4 +160,118 @@ int sign_v1_query(const char *token, time_t now, char *buf, size_t cap)
 		return RB_ETOOBIG;
 	}
 	return n;
+}
+
+/* ---- v2 ---- */
+
+struct pair {
+	const char *name, *value;
+};
+
+static int pair_cmp(const void *a, const void *b)
+{
+	const struct pair *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : strcmp(x->value, y->value);
+}
+
+static size_t encode(const char *s, char *out, size_t cap, size_t o)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		bool plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' ||
+			     *p == '~';
+		if (plain) {
+			if (o + 1 < cap)
+				out[o] = (char)*p;
+			o++;
+		} else {
+			if (o + 3 < cap) {
+				out[o] = '%';
+				out[o + 1] = hex[*p >> 4];
+				out[o + 2] = hex[*p & 15];
+			}
+			o += 3;
+		}
+	}
+	return o;
+}
+
+int sign_v2_canonical_query(const char *const *names, const char *const *values, size_t n,
+			    char *out, size_t cap)
+{
+	struct pair *v = malloc((n ? n : 1) * sizeof(*v));
+	size_t m = 0, o = 0;
+
+	if (!v || cap == 0) {
+		free(v);
+		return RB_ETOOBIG;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], "signature") != 0)
+			v[m++] = (struct pair){ names[i], values[i] };
+	qsort(v, m, sizeof(*v), pair_cmp);
+	for (size_t i = 0; i < m; i++) {
+		if (i) {
+			if (o + 1 < cap)
+				out[o] = '&';
+			o++;
+		}
+		o = encode(v[i].name, out, cap, o);
+		if (o + 1 < cap)
+			out[o] = '=';
+		o++;
+		o = encode(v[i].value, out, cap, o);
+	}
+	free(v);
+	if (o >= cap) {
+		out[0] = 0;
+		return RB_ETOOBIG;
+	}
+	out[o] = 0;
+	return (int)o;
+}
+
+static void to_hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+int sign_v2(const char *token, const char *method, const char *path,
+	    const char *canonical_query, const void *body, size_t body_len,
+	    char out[SIGN_V2_HEX_LEN + 1])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char body_hex[2 * 32 + 1];
+	int rc = RB_EIO;
+
+	out[0] = 0;
+	if (!SHA256(body_len ? body : (const void *)"", body_len, md))
+		return RB_EIO;
+	to_hex(md, 32, body_hex);
+	size_t len = strlen(method) + strlen(path) + strlen(canonical_query) + sizeof(body_hex) + 4;
+	char *msg = malloc(len);
+	if (!msg)
+		return RB_EIO;
+	int n = snprintf(msg, len, "%s\n%s\n%s\n%s", method, path, canonical_query, body_hex);
+	if (n > 0 && HMAC(EVP_sha256(), token ? token : "", (int)strlen(token ? token : ""),
+			  (const unsigned char *)msg, (size_t)n, md, &mdlen) && mdlen == 32) {
+		to_hex(md, 32, out);
+		rc = RB_OK;
+	}
+	free(msg);
+	return rc;
+}
+
+int sign_equal(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	return la == lb && CRYPTO_memcmp(a, b, la) == 0;
 }

@@ -43,4 +43,29 @@ int sign_v1_verify(const char *token, const char *timestamp, const char *nonce,
  */
 int sign_v1_query(const char *token, time_t now, char *buf, size_t cap);
 
+/*
+ * v2 (PROTOCOL.md B.5, docs/rest-api.md): signature =
+ *   lowercase hex(HMAC-SHA256(token, METHOD "\n" PATH "\n" CANONICAL_QUERY
+ *                                    "\n" hex(SHA256(body))))
+ */
+#define SIGN_V2_HEX_LEN 64
+
+/*
+ * Canonical query: the n (name, value) pairs, already percent-decoded,
+ * except any named "signature", sorted by name then value (byte order),
+ * each written name=value with every byte outside A-Z a-z 0-9 - . _ ~ as
+ * %XX (uppercase), joined by '&'. Returns the length written into
+ * out[0..cap) (NUL-terminated) or RB_ETOOBIG.
+ */
+int sign_v2_canonical_query(const char *const *names, const char *const *values, size_t n,
+			    char *out, size_t cap);
+
+/* The v2 signature into out (65 bytes incl. NUL). RB_OK or RB_EIO. */
+int sign_v2(const char *token, const char *method, const char *path,
+	    const char *canonical_query, const void *body, size_t body_len,
+	    char out[SIGN_V2_HEX_LEN + 1]);
+
+/* Constant-time comparison of two NUL-terminated strings. */
+int sign_equal(const char *a, const char *b);
+
 #endif

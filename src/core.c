@@ -20,6 +20,7 @@
 #include "src/backend.h"
 #include "src/channels.h"
 #include "src/conf.h"
+#include "src/deliver.h"
 #include "src/door.h"
 #include "src/edge.h"
 #include "src/forward.h"
@@ -27,6 +28,7 @@
 #include "src/httpd.h"
 #include "src/log.h"
 #include "src/metrics.h"
+#include "src/nonce.h"
 #include "src/rbuf.h"
 #include "src/rest.h"
 #include "src/seam.h"
@@ -35,6 +37,30 @@
 struct conn *core_conn(struct core *c, uint64_t id)
 {
 	return idmap_get(&c->conns, id);
+}
+
+/* Identities are random: their first 64 bits index them well. conn_new
+ * keeps these keys unique and non-zero. */
+static uint64_t identity_key(const char *identity)
+{
+	uint64_t k = 0;
+	for (int i = 0; i < 16; i++) {
+		char ch = identity[i];
+		int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+		if (v < 0)
+			return 0;
+		k = k << 4 | (uint64_t)v;
+	}
+	return k;
+}
+
+struct conn *core_conn_by_identity(struct core *c, const char *identity)
+{
+	if (!identity || strlen(identity) != 64)
+		return NULL;
+	uint64_t k = identity_key(identity);
+	struct conn *cn = k ? idmap_get(&c->by_identity, k) : NULL;
+	return cn && strcmp(cn->identity, identity) == 0 ? cn : NULL;
 }
 
 static void push_edge(struct core *c, struct xq_msg *m)
@@ -61,8 +87,9 @@ void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos
 		return;
 	}
 	m->buf = b;
-	m->ids[0] = conn_id;
+	m->rcpts[0].id = conn_id;
 	push_edge(c, m);
+	metric_packet(1, cmd, qos);
 }
 
 void core_send_nak(struct core *c, const struct conn *cn, uint16_t msgid, int code,
@@ -118,13 +145,28 @@ static struct conn *conn_new(struct core *c, uint64_t id)
 
 	if (!cn)
 		return NULL;
-	/* The identity is the connection's handle everywhere: unguessable. */
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1 || idmap_put(&c->conns, id, cn) != RB_OK) {
+	/* The identity is the connection's handle everywhere: unguessable.
+	 * Drawn again in the (astronomically rare) case its index key is
+	 * taken, so lookups by identity never collide. */
+	uint64_t key;
+	do {
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			free(cn);
+			return NULL;
+		}
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			snprintf(cn->identity + 2 * i, 3, "%02x", rnd[i]);
+		key = identity_key(cn->identity);
+	} while (!key || idmap_get(&c->by_identity, key));
+	if (idmap_put(&c->conns, id, cn) != RB_OK) {
 		free(cn);
 		return NULL;
 	}
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(cn->identity + 2 * i, 3, "%02x", rnd[i]);
+	if (idmap_put(&c->by_identity, key, cn) != RB_OK) {
+		idmap_del(&c->conns, id);
+		free(cn);
+		return NULL;
+	}
 	cn->core = c;
 	cn->id = id;
 	cn->fd = -1;
@@ -139,10 +181,12 @@ static void conn_free(struct core *c, struct conn *cn)
 		close(cn->fd);
 	while (cn->chans.n)
 		conn_unsub(c, cn, cn->chans.v[cn->chans.n - 1].name);
+	deliver_conn_gone(c, cn);
 	fwd_conn_gone(c, cn);
 	if (cn->state == CONN_OPEN)
 		c->n_open--;
 	idmap_del(&c->conns, cn->id);
+	idmap_del(&c->by_identity, identity_key(cn->identity));
 	kv_free(&cn->chans);
 	free(cn->rehead);
 	free(cn->device_id);
@@ -352,6 +396,9 @@ static void on_closed(struct core *c, struct xq_msg *m)
 		return;
 	if (cn->state == CONN_OPEN)
 		metric_inc(M_CONN_CLOSED);
+	if (m->fd > 0)
+		log_info("conn %s: closed; %d QoS 0 pushes to it were dropped (slow consumer)",
+			 cn->identity, m->fd);
 	log_debug("conn %s: closed", cn->identity);
 	hooks_close(c, cn);
 	conn_free(c, cn);
@@ -487,7 +534,16 @@ struct core *core_new(struct conf *conf)
 	c->base = event_base_new();
 	c->channels = channels_new();
 	c->store = qos_mem_new();
-	if (!c->base || !c->channels || !c->store)
+	c->nonces = nonce_cache_new(2 * conf->signature_window);
+	if (!c->base || !c->channels || !c->store || !c->nonces)
+		goto fail;
+	/* Every delivery waits the same retry_interval: a common timeout
+	 * keeps 10,000 such timers O(1) each instead of a heap of them. */
+	struct timeval rtv = { (time_t)conf->retry_interval,
+			       (suseconds_t)((conf->retry_interval -
+					      (double)(time_t)conf->retry_interval) * 1e6) };
+	c->retry_tv = event_base_init_common_timeout(c->base, &rtv);
+	if (!c->retry_tv)
 		goto fail;
 	struct backend_opts bo = {
 		.max_connections = conf->backend_max_connections,
@@ -535,6 +591,7 @@ struct core *core_new(struct conf *conf)
 		.tls_key = conf->tls_key,
 		.max_message_size = conf->max_message_size,
 		.send_queue_bytes = conf->send_queue_bytes,
+		.send_queue_hard_bytes = conf->send_queue_hard_bytes,
 		.heartbeat = (int)conf->heartbeat,
 		.heartbeat_timeout = (int)conf->heartbeat_timeout,
 	};
@@ -581,6 +638,8 @@ void core_free(struct core *c)
 		return;
 	/* Stop the edge first: nothing may push into our queue after this. */
 	edge_stop_thread(c->edge);
+	if (c->httpd)
+		deliver_shutdown(c);
 	size_t i = 0;
 	uint64_t id;
 	void *val;
@@ -589,6 +648,8 @@ void core_free(struct core *c)
 		i = 0;
 	}
 	idmap_free(&c->conns);
+	idmap_free(&c->by_identity);
+	nonce_cache_free(c->nonces);
 	door_free(c->door);
 	httpd_free(c->httpd);
 	backend_free(c->backend);

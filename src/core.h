@@ -29,6 +29,9 @@ struct channels;
 struct qos_store;
 struct rbuf;
 struct fwd;
+struct push;
+struct nonce_cache;
+struct timeval;
 
 enum conn_state {
 	CONN_HOOK,      /* connect hook under way (socket still at the door) */
@@ -58,12 +61,16 @@ struct conn {
 	int inflight;
 	bool rx_paused;
 	unsigned malformed;    /* malformed packets seen (log rate limiting) */
+	/* pushes (deliver.c) */
+	struct idmap down;     /* msgid + 1 -> struct delivery in flight */
+	uint16_t next_msgid;
 };
 
 struct core {
 	struct conf *conf;
 	struct event_base *base;
 	struct idmap conns;        /* id -> struct conn */
+	struct idmap by_identity;  /* identity_key() -> struct conn */
 	size_t n_open;             /* conns in CONN_OPEN */
 	struct channels *channels;
 	struct qos_store *store;
@@ -78,6 +85,10 @@ struct core {
 	struct event *sig_term, *sig_int;
 	struct event *stop_timer;
 	int fwd_inflight;          /* all connections */
+	struct push *pushes;       /* /send/ calls awaiting receipts */
+	size_t n_pushes, n_deliveries;
+	const struct timeval *retry_tv; /* retry_interval, a libevent common timeout */
+	struct nonce_cache *nonces; /* v2 signatures seen */
 	char server_name[300];     /* "host:port" for /serverinfo/ */
 	int port;                  /* the bound main port */
 	time_t started;
@@ -94,6 +105,8 @@ int core_run(struct core *c);
 void core_free(struct core *c);
 
 struct conn *core_conn(struct core *c, uint64_t id);
+/* The connection with this identity, or NULL. */
+struct conn *core_conn_by_identity(struct core *c, const char *identity);
 
 /* Queue one packet for a connection. payload is copied. */
 void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos,

@@ -31,9 +31,14 @@
 
 _Static_assert(LWS_PRE <= RBUF_HEADROOM, "rbuf headroom must cover LWS_PRE");
 
+#define CLOSE_FLUSH_SECS 5
+
 struct oitem {
 	struct oitem *next;
 	struct rbuf *buf; /* shared body; this record is the per-recipient part */
+	uint16_t msgid;   /* written into the header at send time if patch */
+	uint8_t dup;
+	bool patch;
 };
 
 struct econn {
@@ -49,6 +54,7 @@ struct econn {
 	bool close_now;    /* close without flushing (slow consumer) */
 	uint16_t close_code;
 	uint16_t peer_code;
+	unsigned dropped;  /* QoS 0 pushes dropped (slow consumer) */
 	char close_reason[64];
 };
 
@@ -117,10 +123,16 @@ static void start_close(struct econn *ec, uint16_t code, const char *reason, boo
 	snprintf(ec->close_reason, sizeof(ec->close_reason), "%s", reason ? reason : "");
 	if (now)
 		queue_clear(ec);
-	if (ec->established)
-		lws_callback_on_writable(ec->wsi);
-	else
+	if (now || !ec->established) {
+		/* A slow consumer's socket may never become writeable again, so
+		 * waiting to write a close frame could wait forever: drop it. */
 		lws_set_timeout(ec->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+		return;
+	}
+	/* Flush, then close with a close frame; a peer that stops reading
+	 * meanwhile still goes within CLOSE_FLUSH_SECS. */
+	lws_set_timeout(ec->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_FLUSH_SECS);
+	lws_callback_on_writable(ec->wsi);
 }
 
 static void maybe_done(struct edge *e)
@@ -134,15 +146,24 @@ static void maybe_done(struct edge *e)
 static void do_send(struct edge *e, struct xq_msg *m)
 {
 	for (size_t i = 0; i < m->nids; i++) {
-		struct econn *ec = idmap_get(&e->conns, m->ids[i]);
+		struct econn *ec = idmap_get(&e->conns, m->rcpts[i].id);
 		if (!ec || ec->closing) {
-			metric_inc(M_DROP_CLOSED);
+			metric_drop(DROP_CLOSED);
 			continue;
 		}
-		if (ec->out_bytes + m->buf->len > e->opts.send_queue_bytes) {
-			metric_inc(M_SLOW_CONSUMER_CLOSED);
+		size_t after = ec->out_bytes + m->buf->len;
+		if ((m->flags & XQF_DROPPABLE) && after > e->opts.send_queue_bytes) {
+			/* QoS 0 is at most once: shed it rather than grow the queue. */
+			if (ec->dropped++ == 0)
+				log_info("conn %llu: send queue over %zu bytes, dropping QoS 0 pushes",
+					 (unsigned long long)ec->id, e->opts.send_queue_bytes);
+			metric_drop(DROP_SLOW_CONSUMER);
+			continue;
+		}
+		if (after > e->opts.send_queue_hard_bytes) {
+			metric_drop(DROP_SLOW_CONSUMER_CLOSED);
 			log_info("conn %llu: send queue over %zu bytes, closing (slow consumer)",
-				 (unsigned long long)ec->id, e->opts.send_queue_bytes);
+				 (unsigned long long)ec->id, e->opts.send_queue_hard_bytes);
 			start_close(ec, 1008, "slow consumer", true);
 			continue;
 		}
@@ -153,6 +174,9 @@ static void do_send(struct edge *e, struct xq_msg *m)
 		}
 		it->next = NULL;
 		it->buf = rbuf_ref(m->buf);
+		it->patch = m->flags & XQF_PATCH;
+		it->msgid = m->rcpts[i].msgid;
+		it->dup = m->rcpts[i].dup;
 		if (ec->out_tail)
 			ec->out_tail->next = it;
 		else
@@ -386,6 +410,14 @@ static int on_writeable(struct econn *ec, struct lws *wsi)
 		if (!ec->out_head)
 			ec->out_tail = NULL;
 		ec->out_bytes -= it->buf->len;
+		if (it->patch) {
+			/* SEND qos1/2: byte 0 holds DUP, bytes 3..4 the msgid. Only
+			 * this thread touches these bytes once the core let go. */
+			uint8_t *d = it->buf->data;
+			d[0] = (uint8_t)((d[0] & ~0x08) | (it->dup ? 0x08 : 0));
+			d[3] = (uint8_t)(it->msgid >> 8);
+			d[4] = (uint8_t)it->msgid;
+		}
 		/* The frame header goes into the buffer's headroom. Sharing one
 		 * buffer among recipients is safe: this thread writes them one
 		 * at a time and lws copies any unsent remainder. */
@@ -395,7 +427,6 @@ static int on_writeable(struct econn *ec, struct lws *wsi)
 		free(it);
 		if (n < (int)len)
 			return -1;
-		metric_inc(M_FRAMES_OUT);
 		if (ec->out_head || ec->closing)
 			lws_callback_on_writable(wsi);
 		return 0;
@@ -416,7 +447,15 @@ static void on_destroy(struct edge *e, struct lws *wsi)
 		return;
 	lws_set_opaque_user_data(wsi, NULL);
 	idmap_del(&e->conns, ec->id);
-	to_core(e, XQ_CLOSED, ec->id, 0, NULL, NULL);
+	if (ec->dropped)
+		log_info("conn %llu: %u QoS 0 pushes were dropped (slow consumer)",
+			 (unsigned long long)ec->id, ec->dropped);
+	struct xq_msg *m = xq_msg_new(XQ_CLOSED, ec->id, 0);
+	if (!m)
+		abort(); /* as in to_core(): the core must hear of every close */
+	m->code = ec->peer_code;
+	m->fd = (int)ec->dropped;
+	xq_push(e->to_core, m);
 	queue_clear(ec);
 	free(ec->rx);
 	free(ec);

@@ -25,7 +25,8 @@ struct edge_opts {
 	const char *tls_cert;
 	const char *tls_key;
 	size_t max_message_size; /* larger messages close with 1009 */
-	size_t send_queue_bytes; /* past it the connection closes with 1008 */
+	size_t send_queue_bytes; /* past it QoS 0 pushes are dropped */
+	size_t send_queue_hard_bytes; /* past it the connection closes with 1008 */
 	int heartbeat;           /* seconds between pings, 0 = off */
 	int heartbeat_timeout;   /* extra seconds before hang-up */
 };

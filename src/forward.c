@@ -11,6 +11,7 @@
 #include "src/backend.h"
 #include "src/conf.h"
 #include "src/core.h"
+#include "src/deliver.h"
 #include "src/hooks.h"
 #include "src/log.h"
 #include "src/metrics.h"
@@ -99,8 +100,7 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	if (resp->err != RB_OK) {
 		bool timeout = resp->err == RB_ETIMEDOUT;
 		bool unreachable = resp->err == RB_EIO;
-		metric_inc(timeout ? M_FWD_TIMEOUT : unreachable ? M_FWD_UNREACHABLE :
-			   M_FWD_HTTP_ERROR);
+		metric_forward(timeout ? FWD_TIMEOUT : unreachable ? FWD_UNREACHABLE : FWD_HTTP_ERROR);
 		log_info("forward type %u id %u: %s", f->msgtype, f->msgid, resp->errmsg);
 		snprintf(msg, sizeof(msg), "backend %s", resp->errmsg);
 		fail(c, cn, f, timeout ? NAK_TIMEOUT : unreachable ? NAK_UNAVAILABLE : NAK_BACKEND,
@@ -110,7 +110,7 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	if (cn)
 		hooks_apply_response(c, cn, resp);
 	if (resp->status < 200 || resp->status > 299) {
-		metric_inc(M_FWD_HTTP_ERROR);
+		metric_forward(FWD_HTTP_ERROR);
 		log_info("forward type %u id %u: backend answered HTTP %d", f->msgtype,
 			 f->msgid, resp->status);
 		snprintf(msg, sizeof(msg), "backend answered HTTP %d", resp->status);
@@ -119,13 +119,13 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	}
 	const char *invalid = backend_response_header(resp, "RAINBOWREQUESTINVALID");
 	if (invalid) {
-		metric_inc(M_FWD_INVALID);
+		metric_forward(FWD_INVALID);
 		log_info("forward type %u id %u: backend refused: %s", f->msgtype, f->msgid,
 			 invalid);
 		fail(c, cn, f, NAK_INVALID, invalid, false);
 		goto done;
 	}
-	metric_inc(M_FWD_OK);
+	metric_forward(FWD_OK);
 	size_t len = evbuffer_get_length(resp->body);
 	const uint8_t *body = evbuffer_pullup(resp->body, -1);
 	if (f->qos == 2) {
@@ -175,7 +175,7 @@ static void start(struct core *c, struct conn *cn, struct fwd *f)
 						on_reply, f, &err);
 	free(url);
 	if (!r) {
-		metric_inc(err == RB_ELIMIT ? M_FWD_OVER_LIMIT : M_FWD_UNREACHABLE);
+		metric_forward(err == RB_ELIMIT ? FWD_OVER_LIMIT : FWD_UNREACHABLE);
 		fail(c, cn, f, err == RB_ELIMIT ? NAK_LIMIT : NAK_UNAVAILABLE,
 		     err == RB_ELIMIT ? "backend queue full" : "cannot send to the backend",
 		     true);
@@ -222,14 +222,14 @@ static void on_send(struct core *c, struct conn *cn, const struct pkt *p,
 		}
 	}
 	if (!*conf->forward_url) {
-		metric_inc(M_FWD_UNREACHABLE);
+		metric_forward(FWD_UNREACHABLE);
 		core_send_nak(c, cn, p->qos ? p->msgid : 0, NAK_UNAVAILABLE,
 			      "no forward_url configured", false);
 		return;
 	}
 	if (cn->fq_len >= conf->max_pending_forwards ||
 	    cn->fq_bytes + p->payload_len > conf->forward_queue_bytes) {
-		metric_inc(M_FWD_OVER_LIMIT);
+		metric_forward(FWD_OVER_LIMIT);
 		log_info("conn %s: forward queue full (%d packets, %zu bytes), SEND id %u refused",
 			 cn->identity, cn->fq_len, cn->fq_bytes, p->msgid);
 		core_send_nak(c, cn, p->qos ? p->msgid : 0, NAK_LIMIT, "too many pending requests",
@@ -274,7 +274,6 @@ void fwd_on_message(struct core *c, struct conn *cn, struct rbuf *buf, bool text
 	struct pkt p;
 	const char *why = NULL;
 
-	metric_inc(M_FRAMES_IN);
 	if (text && c->conf->strict_frames) {
 		metric_inc(M_MALFORMED);
 		log_info("conn %s: text frame refused (strict_frames)", cn->identity);
@@ -293,6 +292,7 @@ void fwd_on_message(struct core *c, struct conn *cn, struct rbuf *buf, bool text
 		core_send_nak(c, cn, p.msgid, NAK_MALFORMED, msg, false);
 		return;
 	}
+	metric_packet(0, p.cmd, p.qos);
 	switch (p.cmd) {
 	case PKT_SEND:
 		on_send(c, cn, &p, buf);
@@ -305,11 +305,13 @@ void fwd_on_message(struct core *c, struct conn *cn, struct rbuf *buf, bool text
 	case PKT_ACK:
 	case PKT_REC:
 	case PKT_COM:
+		deliver_on_answer(c, cn, &p);
+		break;
 	case PKT_NAK:
-		/* Answers to gateway pushes; downstream delivery is not wired
-		 * yet, so there is nothing waiting for them. */
-		log_debug("conn %s: %s id %u for no pending delivery", cn->identity,
-			  pkt_cmd_name(p.cmd), p.msgid);
+		/* A v2 client refusing a push: nothing defines a meaning yet;
+		 * the delivery is retried until its timeout like an unanswered one. */
+		log_info("conn %s: NAK for push id %u: %.*s", cn->identity, p.msgid,
+			 (int)p.payload_len, (const char *)p.payload);
 		break;
 	}
 }

@@ -1,12 +1,15 @@
 /*
  * metrics.h - process-wide counters, incremented from either thread with
- * relaxed atomics (a counter needs no ordering). Exposed by the REST API.
- * Add a counter: one line in METRICS_LIST (name, help).
+ * relaxed atomics (a counter needs no ordering), rendered as Prometheus
+ * text by metrics_render(). Add a plain counter: one line in METRICS_LIST.
+ * Labeled families (by command and QoS, forward result, drop reason) and
+ * the backend latency histogram have their own small APIs below.
  */
 #ifndef RB_METRICS_H
 #define RB_METRICS_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define METRICS_LIST(X) \
@@ -16,27 +19,35 @@
 	X(M_CONN_REFUSED, "rainbow_connections_refused_total", "Upgrades refused by the connect hook (401)") \
 	X(M_CONN_HOOK_FAILED, "rainbow_connect_hook_failures_total", "Upgrades refused because the connect hook failed (503)") \
 	X(M_CONN_OVER_LIMIT, "rainbow_connections_over_limit_total", "Upgrades refused by max_connections") \
+	X(M_CONN_KICKED, "rainbow_connections_kicked_total", "Connections closed through /kick/") \
 	X(M_HEAD_BAD, "rainbow_bad_request_heads_total", "Connections dropped for a bad, oversized or slow request head") \
-	X(M_FRAMES_IN, "rainbow_frames_in_total", "WebSocket messages received") \
-	X(M_FRAMES_OUT, "rainbow_frames_out_total", "WebSocket messages sent") \
 	X(M_MALFORMED, "rainbow_malformed_packets_total", "Malformed packets received") \
 	X(M_RX_TOO_BIG, "rainbow_oversized_messages_total", "Messages over max_message_size (closed 1009)") \
-	X(M_FWD_OK, "rainbow_forwards_ok_total", "Forwards answered 2xx") \
-	X(M_FWD_INVALID, "rainbow_forwards_invalid_total", "Forwards refused with RAINBOWREQUESTINVALID") \
-	X(M_FWD_HTTP_ERROR, "rainbow_forwards_http_error_total", "Forwards answered non-2xx") \
-	X(M_FWD_TIMEOUT, "rainbow_forwards_timeout_total", "Forwards timed out") \
-	X(M_FWD_UNREACHABLE, "rainbow_forwards_unreachable_total", "Forwards that could not reach the backend") \
-	X(M_FWD_OVER_LIMIT, "rainbow_forwards_over_limit_total", "SENDs refused by per-connection forward limits") \
 	X(M_QOS2_DUP_ANSWERED, "rainbow_qos2_duplicates_answered_total", "Duplicate QoS 2 SENDs answered from the store") \
 	X(M_CLOSE_HOOKS, "rainbow_close_hooks_total", "Close hooks sent") \
-	X(M_DROP_CLOSED, "rainbow_drops_closed_total", "Messages dropped because the connection was gone") \
-	X(M_SLOW_CONSUMER_CLOSED, "rainbow_slow_consumer_closed_total", "Connections closed for a full send queue")
+	X(M_PUSHES, "rainbow_pushes_total", "Accepted /send/ calls") \
+	X(M_REST_ERRORS, "rainbow_rest_errors_total", "REST calls answered with an error status") \
+	X(M_SIGNATURE_ERRORS, "rainbow_signature_errors_total", "REST calls refused for their signature")
 
 enum metric_id {
 #define METRIC_ENUM(id, name, help) id,
 	METRICS_LIST(METRIC_ENUM)
 #undef METRIC_ENUM
 	M__COUNT
+};
+
+enum fwd_result {
+	FWD_OK, FWD_HTTP_ERROR, FWD_TIMEOUT, FWD_UNREACHABLE, FWD_INVALID, FWD_OVER_LIMIT,
+	FWD__COUNT
+};
+
+enum drop_reason {
+	DROP_CLOSED,               /* the connection was gone */
+	DROP_SLOW_CONSUMER,        /* QoS 0 over send_queue_bytes */
+	DROP_SLOW_CONSUMER_CLOSED, /* over send_queue_hard_bytes: closed */
+	DROP_INFLIGHT_LIMIT,       /* QoS 1/2 over max_inflight_messages */
+	DROP_UNACKED,              /* QoS 1/2 not acknowledged before its timeout */
+	DROP__COUNT
 };
 
 extern atomic_uint_fast64_t metrics[M__COUNT];
@@ -51,8 +62,28 @@ static inline uint64_t metric_get(enum metric_id id)
 	return atomic_load_explicit(&metrics[id], memory_order_relaxed);
 }
 
-/* Static name and help text of a counter. */
-const char *metric_name(enum metric_id id);
-const char *metric_help(enum metric_id id);
+/* Packets by direction, command (0..15) and QoS (0..3). */
+void metric_packet(int out, unsigned cmd, unsigned qos);
+/* Packets sent again (SEND with DUP, or REL). */
+void metric_retransmit(unsigned cmd);
+void metric_forward(enum fwd_result r);
+void metric_drop(enum drop_reason r);
+/* A backend call (forward) took this long. */
+void metric_backend_latency(double seconds);
+
+/* Gauges sampled by the caller at render time. */
+struct metric_gauges {
+	size_t connections;
+	size_t channels;
+	long forwards_in_flight;
+	size_t forward_queue_depth;
+	size_t deliveries_in_flight;
+	size_t pushes_waiting;
+	size_t backend_pending;
+};
+
+/* Render everything in Prometheus text format (0.0.4). Returns a malloc'd
+ * string (length in *len) or NULL. */
+char *metrics_render(const struct metric_gauges *g, size_t *len);
 
 #endif

@@ -47,7 +47,7 @@ void xq_free(struct xq *q)
 
 struct xq_msg *xq_msg_new(uint8_t type, uint64_t id, size_t nids)
 {
-	struct xq_msg *m = calloc(1, sizeof(*m) + nids * sizeof(m->ids[0]));
+	struct xq_msg *m = calloc(1, sizeof(*m) + nids * sizeof(m->rcpts[0]));
 	if (!m)
 		return NULL;
 	m->type = type;

@@ -27,12 +27,15 @@ enum xq_type {
 	                * text: header block for TLS connections (see hdrs.h) */
 	XQ_RX,         /* id: one whole message in buf; flags XQF_TEXT */
 	XQ_CLOSED,     /* id: connection gone (also if it never upgraded);
-	                * code: close code seen, 0 if none */
+	                * code: close code seen, 0 if none; fd: QoS 0 pushes
+	                * dropped for it as a slow consumer */
 	XQ_EDGE_DONE,  /* edge closed everything after XQ_STOP */
 	/* core -> edge */
 	XQ_ADOPT,      /* id, fd: hand an accepted, peeked socket to lws;
 	                * buf, if set: a head to replay (the socket's was read) */
-	XQ_SEND,       /* buf to every id in ids[0..nids) */
+	XQ_SEND,       /* buf to every recipient in rcpts[0..nids); with
+	                * XQF_PATCH each copy gets its recipient's msgid and
+	                * DUP bit written into the header as it is sent */
 	XQ_CLOSE,      /* id: close with code and reason (text, may be NULL) */
 	XQ_FLOW,       /* id: flags XQF_ON resumes reading, else pauses it */
 	XQ_STOP,       /* close every connection with 1001, then XQ_EDGE_DONE */
@@ -43,6 +46,15 @@ enum {
 	XQF_TLS = 2,
 	XQF_TEXT = 4,
 	XQF_ON = 8,
+	XQF_PATCH = 16,     /* XQ_SEND: per-recipient msgid/DUP (QoS 1/2 SEND) */
+	XQF_DROPPABLE = 32, /* XQ_SEND: QoS 0 push, dropped for slow consumers */
+};
+
+/* One recipient of an XQ_SEND. */
+struct xq_rcpt {
+	uint64_t id;
+	uint16_t msgid;
+	uint8_t dup;
 };
 
 struct xq_msg {
@@ -55,7 +67,7 @@ struct xq_msg {
 	struct rbuf *buf; /* owned reference, or NULL */
 	char *text;       /* owned, or NULL */
 	size_t nids;
-	uint64_t ids[];   /* XQ_SEND recipients */
+	struct xq_rcpt rcpts[]; /* XQ_SEND recipients */
 };
 
 typedef void (*xq_doorbell)(void *arg);
@@ -67,7 +79,8 @@ struct xq *xq_new(xq_doorbell ring, void *arg);
 /* Frees the queue and any messages still in it. NULL-tolerant. */
 void xq_free(struct xq *q);
 
-/* New message with room for nids ids; fields zeroed, fd = -1. NULL on ENOMEM. */
+/* New message with room for nids recipients; fields zeroed, fd = -1.
+ * NULL on ENOMEM. */
 struct xq_msg *xq_msg_new(uint8_t type, uint64_t id, size_t nids);
 /* Frees m, dropping its buf reference and text. NULL-tolerant. */
 void xq_msg_free(struct xq_msg *m);

@@ -10,11 +10,13 @@
 
 #include "protocol/rb.h"
 
+/* dir 0: upstream (st is an up_state); dir 1: downstream (a down_state). */
 struct entry {
 	struct entry *next;
 	char *key;
 	uint16_t msgid;
-	enum up_state st;
+	uint8_t dir;
+	int st;
 	uint8_t *reply;
 	size_t len;
 };
@@ -26,23 +28,30 @@ struct mem_store {
 	size_t len;
 };
 
-static uint64_t hash(const char *key, uint16_t msgid)
+static uint64_t hash(const char *key, uint16_t msgid, uint8_t dir)
 {
 	uint64_t h = 1469598103934665603ull; /* FNV-1a */
 	for (const char *p = key; *p; p++)
 		h = (h ^ (uint8_t)*p) * 1099511628211ull;
 	h = (h ^ (msgid & 0xff)) * 1099511628211ull;
 	h = (h ^ (msgid >> 8)) * 1099511628211ull;
+	h = (h ^ dir) * 1099511628211ull;
 	return h;
+}
+
+static struct entry **find_dir(struct mem_store *m, const char *key, uint16_t msgid,
+			       uint8_t dir)
+{
+	struct entry **pp = &m->buckets[hash(key, msgid, dir) & (m->cap - 1)];
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->msgid == msgid && (*pp)->dir == dir && strcmp((*pp)->key, key) == 0)
+			break;
+	return pp;
 }
 
 static struct entry **find(struct mem_store *m, const char *key, uint16_t msgid)
 {
-	struct entry **pp = &m->buckets[hash(key, msgid) & (m->cap - 1)];
-	for (; *pp; pp = &(*pp)->next)
-		if ((*pp)->msgid == msgid && strcmp((*pp)->key, key) == 0)
-			break;
-	return pp;
+	return find_dir(m, key, msgid, 0);
 }
 
 static void entry_free(struct entry *e)
@@ -56,7 +65,7 @@ static int mem_get(struct qos_store *s, const char *key, uint16_t msgid,
 		   enum up_state *st, const uint8_t **reply, size_t *len)
 {
 	struct entry *e = *find((struct mem_store *)s, key, msgid);
-	*st = e ? e->st : UP_ABSENT;
+	*st = e ? (enum up_state)e->st : UP_ABSENT;
 	if (reply)
 		*reply = e ? e->reply : NULL;
 	if (len)
@@ -74,7 +83,7 @@ static int grow(struct mem_store *m)
 		struct entry *e = m->buckets[i], *next;
 		for (; e; e = next) {
 			next = e->next;
-			struct entry **slot = &nb[hash(e->key, e->msgid) & (ncap - 1)];
+			struct entry **slot = &nb[hash(e->key, e->msgid, e->dir) & (ncap - 1)];
 			e->next = *slot;
 			*slot = e;
 		}
@@ -85,10 +94,9 @@ static int grow(struct mem_store *m)
 	return RB_OK;
 }
 
-static int mem_begin(struct qos_store *s, const char *key, uint16_t msgid)
+static int insert(struct mem_store *m, const char *key, uint16_t msgid, uint8_t dir, int st)
 {
-	struct mem_store *m = (struct mem_store *)s;
-	if (*find(m, key, msgid))
+	if (*find_dir(m, key, msgid, dir))
 		return RB_EEXIST;
 	if (m->len >= m->cap && grow(m) != RB_OK)
 		return RB_ENOMEM;
@@ -98,11 +106,17 @@ static int mem_begin(struct qos_store *s, const char *key, uint16_t msgid)
 		return RB_ENOMEM;
 	}
 	e->msgid = msgid;
-	e->st = UP_FORWARDING;
-	struct entry **pp = find(m, key, msgid);
+	e->dir = dir;
+	e->st = st;
+	struct entry **pp = find_dir(m, key, msgid, dir);
 	*pp = e;
 	m->len++;
 	return RB_OK;
+}
+
+static int mem_begin(struct qos_store *s, const char *key, uint16_t msgid)
+{
+	return insert((struct mem_store *)s, key, msgid, 0, UP_FORWARDING);
 }
 
 static int mem_reply(struct qos_store *s, const char *key, uint16_t msgid,
@@ -123,16 +137,48 @@ static int mem_reply(struct qos_store *s, const char *key, uint16_t msgid,
 	return RB_OK;
 }
 
-static int mem_release(struct qos_store *s, const char *key, uint16_t msgid)
+static int remove_dir(struct mem_store *m, const char *key, uint16_t msgid, uint8_t dir)
 {
-	struct mem_store *m = (struct mem_store *)s;
-	struct entry **pp = find(m, key, msgid), *e = *pp;
+	struct entry **pp = find_dir(m, key, msgid, dir), *e = *pp;
 	if (e) {
 		*pp = e->next;
 		entry_free(e);
 		m->len--;
 	}
 	return RB_OK;
+}
+
+static int mem_release(struct qos_store *s, const char *key, uint16_t msgid)
+{
+	return remove_dir((struct mem_store *)s, key, msgid, 0);
+}
+
+static int mem_down_begin(struct qos_store *s, const char *key, uint16_t msgid, uint8_t qos,
+			  uint16_t msgtype, const uint8_t *payload, size_t len)
+{
+	return insert((struct mem_store *)s, key, msgid, 1,
+		      qos == 2 ? DOWN_WAIT_REC : DOWN_WAIT_ACK);
+}
+
+static int mem_down_set(struct qos_store *s, const char *key, uint16_t msgid,
+			enum down_state st)
+{
+	struct entry *e = *find_dir((struct mem_store *)s, key, msgid, 1);
+	if (!e)
+		return RB_ENOTFOUND;
+	e->st = st;
+	return RB_OK;
+}
+
+static int mem_down_end(struct qos_store *s, const char *key, uint16_t msgid)
+{
+	return remove_dir((struct mem_store *)s, key, msgid, 1);
+}
+
+static enum down_state mem_down_get(struct qos_store *s, const char *key, uint16_t msgid)
+{
+	struct entry *e = *find_dir((struct mem_store *)s, key, msgid, 1);
+	return e ? (enum down_state)e->st : DOWN_ABSENT;
 }
 
 static void mem_drop_key(struct qos_store *s, const char *key)
@@ -180,6 +226,10 @@ static const struct qos_store_ops mem_ops = {
 	.up_begin = mem_begin,
 	.up_reply = mem_reply,
 	.up_release = mem_release,
+	.down_begin = mem_down_begin,
+	.down_set = mem_down_set,
+	.down_end = mem_down_end,
+	.down_get = mem_down_get,
 	.drop_key = mem_drop_key,
 	.count = mem_count,
 	.free = mem_free,

@@ -19,6 +19,14 @@
 
 enum up_state { UP_ABSENT = 0, UP_FORWARDING = 1, UP_REPLIED = 2 };
 
+/*
+ * Downstream QoS 1/2 (a push to a client), per (key, msgid):
+ *   absent -> WAIT_ACK (QoS 1) or WAIT_REC (QoS 2)   SEND sent
+ *   WAIT_REC -> WAIT_COM                              REC received, REL sent
+ *   -> absent                                         ACK / COM, or given up
+ */
+enum down_state { DOWN_ABSENT = 0, DOWN_WAIT_ACK = 1, DOWN_WAIT_REC = 2, DOWN_WAIT_COM = 3 };
+
 struct qos_store;
 
 struct qos_store_ops {
@@ -33,7 +41,19 @@ struct qos_store_ops {
 			const uint8_t *reply, size_t len);
 	/* -> absent. RB_OK also when it was absent (REL is idempotent). */
 	int (*up_release)(struct qos_store *s, const char *key, uint16_t msgid);
-	/* Forget every entry of key (its connection or session ended). */
+	/* absent -> WAIT_ACK / WAIT_REC for a pushed message. The in-memory
+	 * store keeps only the state (the core holds the payload); a durable
+	 * store keeps the message too. RB_EEXIST if present. */
+	int (*down_begin)(struct qos_store *s, const char *key, uint16_t msgid, uint8_t qos,
+			  uint16_t msgtype, const uint8_t *payload, size_t len);
+	/* Move to st. RB_ENOTFOUND if absent. */
+	int (*down_set)(struct qos_store *s, const char *key, uint16_t msgid,
+			enum down_state st);
+	/* -> absent. RB_OK also when absent. */
+	int (*down_end)(struct qos_store *s, const char *key, uint16_t msgid);
+	enum down_state (*down_get)(struct qos_store *s, const char *key, uint16_t msgid);
+	/* Forget every entry of key, both directions (its connection or
+	 * session ended). */
 	void (*drop_key)(struct qos_store *s, const char *key);
 	/* Number of (key, msgid) entries held. */
 	size_t (*count)(struct qos_store *s);

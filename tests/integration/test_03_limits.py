@@ -266,11 +266,12 @@ def test_handshake_timeout(gateway, backend):
 
 
 def test_slow_consumer_is_closed(gateway, backend):
-    """A client that never reads: replies pile up past send_queue_bytes, the
-    gateway closes it (1008 if a close frame gets through) and fires the close hook."""
+    """A client that never reads: replies (never dropped, unlike QoS 0 pushes)
+    pile up past send_queue_hard_bytes, the gateway closes it (1008 if a close
+    frame gets through) and fires the close hook."""
     reply = b"r" * 65536
     backend.rules({"prefix": "/forward/", "body_hex": reply.hex()})
-    gw = gateway(send_queue_bytes="256k", max_pending_forwards=500, forward_concurrency=8,
+    gw = gateway(send_queue_bytes="128k", send_queue_hard_bytes="256k", max_pending_forwards=500, forward_concurrency=8,
                  forward_queue_bytes="1m")
     tag = rb.new_tag()
     raw = rb.RawClient(gw.port, "/connect/?rbtag=" + tag)

@@ -1,0 +1,409 @@
+#include "src/deliver.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "protocol/packet.h"
+#include "protocol/rb.h"
+#include "src/conf.h"
+#include "src/core.h"
+#include "src/httpd.h"
+#include "src/log.h"
+#include "src/metrics.h"
+#include "src/rbuf.h"
+#include "src/seam.h"
+#include "storage/qos_store.h"
+
+struct push;
+
+struct delivery {
+	struct delivery *prev, *next; /* in its push's list while unacknowledged */
+	struct push *push;            /* NULL once acknowledged (QoS 2 REL phase) */
+	struct core *c;
+	uint64_t conn_id;
+	uint16_t msgid;
+	uint8_t qos;
+	enum down_state state;
+	struct rbuf *pkt;             /* the shared SEND packet */
+	struct event *timer;          /* retransmission */
+};
+
+struct push {
+	struct push *prev, *next;     /* c->pushes */
+	struct core *c;
+	struct httpd_req *req;
+	uint8_t qos;
+	size_t total, acked, failed, pending;
+	struct delivery *head;        /* still unacknowledged */
+	uint8_t *data;                /* first acknowledgement's payload */
+	size_t data_len;
+	bool has_data;
+	struct event *timer;          /* the call's timeout */
+};
+
+static struct timeval seconds_tv(double s)
+{
+	struct timeval tv = { (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6) };
+	return tv;
+}
+
+/* ---- the /send/ answer ---- */
+
+static void push_answer(struct push *p)
+{
+	struct core *c = p->c;
+	bool none = p->acked == 0 && p->total > 0;
+	json_t *j = json_pack("{s:i, s:I, s:I, s:I}", "status", none ? 1 : 0,
+			      "connections", (json_int_t)p->acked,
+			      "failed", (json_int_t)p->failed,
+			      "pending", (json_int_t)p->pending);
+	if (none)
+		json_object_set_new(j, "msg", json_string("timeout"));
+	json_t *data = p->has_data ? json_stringn((const char *)p->data, p->data_len) : NULL;
+	if (p->has_data && !data) {
+		/* Not UTF-8: JSON strings cannot hold it; give it in base64. */
+		static const char b64[] =
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		size_t n = p->data_len, o = 0;
+		char *enc = malloc((n + 2) / 3 * 4 + 1);
+		for (size_t i = 0; enc && i < n; i += 3) {
+			uint32_t v = (uint32_t)p->data[i] << 16 |
+				     (i + 1 < n ? (uint32_t)p->data[i + 1] << 8 : 0) |
+				     (i + 2 < n ? p->data[i + 2] : 0);
+			enc[o++] = b64[v >> 18 & 63];
+			enc[o++] = b64[v >> 12 & 63];
+			enc[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+			enc[o++] = i + 2 < n ? b64[v & 63] : '=';
+		}
+		if (enc) {
+			enc[o] = 0;
+			json_object_set_new(j, "data_base64", json_string(enc));
+		}
+		free(enc);
+	}
+	json_object_set_new(j, "data", data ? data : json_null());
+	char *s = json_dumps(j, JSON_COMPACT);
+	if (p->req) {
+		if (s)
+			httpd_reply(p->req, none ? 504 : 200, NULL, s, strlen(s));
+		else
+			httpd_reply_error(p->req, 500, "out of memory");
+	}
+	free(s);
+	json_decref(j);
+	if (p->timer)
+		event_free(p->timer);
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		c->pushes = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	c->n_pushes--;
+	free(p->data);
+	free(p);
+}
+
+static void unlink_from_push(struct delivery *d)
+{
+	struct push *p = d->push;
+	if (!p)
+		return;
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		p->head = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	d->prev = d->next = NULL;
+	d->push = NULL;
+}
+
+/* d's push learns its outcome; the push is answered with its last one. */
+static void push_outcome(struct delivery *d, bool acked, const uint8_t *data, size_t len)
+{
+	struct push *p = d->push;
+	if (!p)
+		return;
+	unlink_from_push(d);
+	if (acked) {
+		p->acked++;
+		if (!p->has_data) {
+			p->data = malloc(len ? len : 1);
+			if (p->data) {
+				memcpy(p->data, data, len);
+				p->data_len = len;
+				p->has_data = true;
+			}
+		}
+	} else {
+		p->failed++;
+	}
+	if (!p->head)
+		push_answer(p);
+}
+
+/* ---- deliveries ---- */
+
+static void delivery_free(struct delivery *d, struct conn *cn)
+{
+	struct core *c = d->c;
+	unlink_from_push(d);
+	if (cn) {
+		idmap_del(&cn->down, (uint64_t)d->msgid + 1);
+		c->store->ops->down_end(c->store, cn->identity, d->msgid);
+	}
+	c->n_deliveries--;
+	event_free(d->timer);
+	rbuf_unref(d->pkt);
+	free(d);
+}
+
+static void send_copy(struct core *c, struct delivery *d, bool dup)
+{
+	struct xq_msg *m = xq_msg_new(XQ_SEND, 0, 1);
+	if (!m)
+		return; /* the retry timer sends it again */
+	m->flags = XQF_PATCH;
+	m->buf = rbuf_ref(d->pkt);
+	m->rcpts[0] = (struct xq_rcpt){ d->conn_id, d->msgid, dup };
+	xq_push(c->to_edge, m);
+	metric_packet(1, PKT_SEND, d->qos);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct delivery *d = arg;
+	struct core *c = d->c;
+
+	if (d->state == DOWN_WAIT_COM) {
+		core_send_packet(c, d->conn_id, PKT_REL, 0, false, d->msgid, 0, NULL, 0);
+		metric_retransmit(PKT_REL);
+	} else {
+		send_copy(c, d, true);
+		metric_retransmit(PKT_SEND);
+	}
+	evtimer_add(d->timer, c->retry_tv);
+}
+
+/* A free message id on cn: 1..65535, never one still in flight. */
+static uint16_t next_msgid(struct conn *cn)
+{
+	for (;;) {
+		cn->next_msgid = (uint16_t)(cn->next_msgid % 65535 + 1);
+		if (!idmap_get(&cn->down, (uint64_t)cn->next_msgid + 1))
+			return cn->next_msgid;
+	}
+}
+
+static struct delivery *delivery_new(struct core *c, struct push *p, struct conn *cn,
+				     struct rbuf *pkt, uint8_t qos, uint16_t msgtype,
+				     const void *payload, size_t len)
+{
+	struct delivery *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->c = c;
+	d->conn_id = cn->id;
+	d->qos = qos;
+	d->msgid = next_msgid(cn);
+	d->state = qos == 2 ? DOWN_WAIT_REC : DOWN_WAIT_ACK;
+	d->timer = evtimer_new(c->base, on_retry, d);
+	if (!d->timer || idmap_put(&cn->down, (uint64_t)d->msgid + 1, d) != RB_OK) {
+		if (d->timer)
+			event_free(d->timer);
+		free(d);
+		return NULL;
+	}
+	if (c->store->ops->down_begin(c->store, cn->identity, d->msgid, qos, msgtype,
+				      payload, len) != RB_OK)
+		log_warn("conn %s: cannot record delivery %u", cn->identity, d->msgid);
+	d->pkt = rbuf_ref(pkt);
+	d->push = p;
+	d->next = p->head;
+	if (p->head)
+		p->head->prev = d;
+	p->head = d;
+	c->n_deliveries++;
+	evtimer_add(d->timer, c->retry_tv);
+	return d;
+}
+
+static void on_push_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct push *p = arg;
+	struct core *c = p->c;
+
+	/* Unacknowledged deliveries stop here (the original's contract).
+	 * Detach them all first, then answer once. */
+	while (p->head) {
+		struct delivery *d = p->head;
+		unlink_from_push(d);
+		p->failed++;
+		metric_drop(DROP_UNACKED);
+		delivery_free(d, core_conn(c, d->conn_id));
+	}
+	push_answer(p);
+}
+
+void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, size_t n,
+		  uint8_t qos, uint16_t msgtype, const void *payload, size_t len,
+		  double timeout)
+{
+	struct pkt hdr = { .cmd = PKT_SEND, .qos = qos, .msgtype = msgtype };
+	uint8_t h[PKT_MAX_HDR];
+	size_t hl = pkt_encode_header(&hdr, h);
+	struct rbuf *pkt = rbuf_new2(h, hl, payload, len);
+	struct xq_msg *m = xq_msg_new(XQ_SEND, 0, n);
+	struct push *p = qos ? calloc(1, sizeof(*p)) : NULL;
+
+	if (!pkt || !m || (qos && !p)) {
+		rbuf_unref(pkt);
+		xq_msg_free(m);
+		free(p);
+		if (req)
+			httpd_reply_error(req, 503, "out of memory");
+		return;
+	}
+	metric_inc(M_PUSHES);
+	m->buf = pkt; /* the message owns the first reference */
+	if (!qos) {
+		m->flags = XQF_DROPPABLE;
+		for (size_t i = 0; i < n; i++) {
+			m->rcpts[i].id = conns[i];
+			metric_packet(1, PKT_SEND, 0);
+		}
+		xq_push(c->to_edge, m);
+		if (req) {
+			char body[64];
+			int bl = snprintf(body, sizeof(body), "{\"status\":0,\"connections\":%zu}", n);
+			httpd_reply(req, 200, NULL, body, (size_t)bl);
+		}
+		return;
+	}
+
+	p->c = c;
+	p->req = req;
+	p->qos = qos;
+	p->total = n;
+	p->next = c->pushes;
+	if (c->pushes)
+		c->pushes->prev = p;
+	c->pushes = p;
+	c->n_pushes++;
+	m->flags = XQF_PATCH;
+	m->nids = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct conn *cn = core_conn(c, conns[i]);
+		if (!cn || cn->down.len >= (size_t)c->conf->max_inflight_messages) {
+			if (cn)
+				log_info("conn %s: %zu pushes in flight (max_inflight_messages), push failed",
+					 cn->identity, cn->down.len);
+			metric_drop(cn ? DROP_INFLIGHT_LIMIT : DROP_CLOSED);
+			p->failed++;
+			continue;
+		}
+		struct delivery *d = delivery_new(c, p, cn, pkt, qos, msgtype, payload, len);
+		if (!d) {
+			p->failed++;
+			continue;
+		}
+		m->rcpts[m->nids++] = (struct xq_rcpt){ cn->id, d->msgid, 0 };
+		metric_packet(1, PKT_SEND, qos);
+	}
+	if (m->nids)
+		xq_push(c->to_edge, m);
+	else
+		xq_msg_free(m);
+	if (!p->head) {
+		push_answer(p);
+		return;
+	}
+	p->timer = evtimer_new(c->base, on_push_timeout, p);
+	struct timeval tv = seconds_tv(timeout);
+	if (p->timer)
+		evtimer_add(p->timer, &tv);
+}
+
+void deliver_on_answer(struct core *c, struct conn *cn, const struct pkt *p)
+{
+	struct delivery *d = idmap_get(&cn->down, (uint64_t)p->msgid + 1);
+
+	if (!d) {
+		/* A late or duplicate answer: harmless, but worth a trace. */
+		log_debug("conn %s: %s id %u matches no delivery", cn->identity,
+			  pkt_cmd_name(p->cmd), p->msgid);
+		if (p->cmd == PKT_REC) /* let it finish its exchange anyway */
+			core_send_packet(c, cn->id, PKT_REL, 0, false, p->msgid, 0, NULL, 0);
+		return;
+	}
+	switch (p->cmd) {
+	case PKT_ACK:
+		if (d->qos != 1)
+			break;
+		push_outcome(d, true, p->payload, p->payload_len);
+		delivery_free(d, cn);
+		break;
+	case PKT_REC:
+		if (d->qos != 2)
+			break;
+		if (d->state == DOWN_WAIT_REC) {
+			push_outcome(d, true, p->payload, p->payload_len);
+			d->state = DOWN_WAIT_COM;
+			c->store->ops->down_set(c->store, cn->identity, d->msgid, DOWN_WAIT_COM);
+		}
+		/* REL now, and again every retry_interval until COM. */
+		core_send_packet(c, cn->id, PKT_REL, 0, false, d->msgid, 0, NULL, 0);
+		evtimer_add(d->timer, c->retry_tv);
+		break;
+	case PKT_COM:
+		if (d->state == DOWN_WAIT_COM)
+			delivery_free(d, cn);
+		break;
+	}
+}
+
+void deliver_conn_gone(struct core *c, struct conn *cn)
+{
+	size_t i = 0;
+	uint64_t id;
+	void *val;
+
+	while (idmap_next(&cn->down, &i, &id, &val)) {
+		struct delivery *d = val;
+		if (d->push)
+			metric_drop(DROP_CLOSED);
+		push_outcome(d, false, NULL, 0);
+		/* Removing from the map while iterating it: restart. */
+		delivery_free(d, cn);
+		i = 0;
+	}
+	idmap_free(&cn->down);
+}
+
+void deliver_shutdown(struct core *c)
+{
+	while (c->pushes) {
+		struct push *p = c->pushes;
+		while (p->head) {
+			struct delivery *d = p->head;
+			unlink_from_push(d);
+			p->failed++;
+		}
+		push_answer(p);
+	}
+}
+
+size_t deliver_in_flight(const struct core *c)
+{
+	return c->n_deliveries;
+}
+
+size_t deliver_pushes_waiting(const struct core *c)
+{
+	return c->n_pushes;
+}

@@ -1,0 +1,49 @@
+/*
+ * deliver.h - pushes from the backend to clients (PROTOCOL.md A.4, B.5;
+ * docs/rest-api.md): fan-out, downstream QoS 1/2 with retransmission, and
+ * the /send/ receipt. Core thread only.
+ *
+ * A push is one refcounted packet and, for QoS 1/2, one small delivery
+ * record per recipient (its connection's msgid, its state, its retry
+ * timer); the edge writes each recipient's msgid and DUP bit into the
+ * shared header as it sends. Deliveries move through the QoS store
+ * (storage/qos_store.h) at every transition.
+ *
+ * The /send/ call is answered when every recipient acknowledged (ACK for
+ * QoS 1, REC for QoS 2) or failed, or when its timeout passes; at that
+ * point unacknowledged deliveries stop. After a REC the delivery lives on
+ * by itself, retransmitting REL until COM or until the connection ends.
+ */
+#ifndef RB_DELIVER_H
+#define RB_DELIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct core;
+struct conn;
+struct pkt;
+struct httpd_req;
+
+/*
+ * Push payload as SEND(qos, msgtype) to the connections conns[0..n) and
+ * answer req (NULL: nobody waits) per docs/rest-api.md. Copies payload
+ * once. timeout (seconds) bounds the wait for receipts.
+ */
+void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, size_t n,
+		  uint8_t qos, uint16_t msgtype, const void *payload, size_t len,
+		  double timeout);
+
+/* An ACK, REC or COM from a client (answers to pushes). */
+void deliver_on_answer(struct core *c, struct conn *cn, const struct pkt *p);
+
+/* cn is going away: its deliveries fail. */
+void deliver_conn_gone(struct core *c, struct conn *cn);
+
+/* Answer every waiting push now (shutdown) and free them. */
+void deliver_shutdown(struct core *c);
+
+size_t deliver_in_flight(const struct core *c);
+size_t deliver_pushes_waiting(const struct core *c);
+
+#endif
