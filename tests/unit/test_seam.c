@@ -127,7 +127,9 @@ static void test_fanout_msg(void **state)
 	assert_int_equal(m->nids, 1000);
 	assert_int_equal(m->fd, -1);
 	for (size_t i = 0; i < 1000; i++)
-		m->ids[i] = i + 1;
+		m->rcpts[i] = (struct xq_rcpt){ i + 1, (uint16_t)(i % 65535 + 1), 0 };
+	assert_int_equal(m->rcpts[999].id, 1000);
+	assert_int_equal(m->rcpts[999].msgid, 1000);
 	m->buf = rbuf_new(10);
 	struct rbuf *extra = rbuf_ref(m->buf);
 	xq_msg_free(m);

@@ -324,9 +324,41 @@ static void test_query_fresh_nonces(void **state)
 			assert_string_not_equal(nonces[i], nonces[j]);
 }
 
+
+/* v2 vectors computed independently with Python:
+ *   canon = "&".join(f"{quote(k,safe='-._~')}={quote(v,safe='-._~')}" for k,v in sorted(args))
+ *   hmac.new(b"secret", f"POST\n/send/\n{canon}\n{sha256(body).hexdigest()}".encode(), sha256)
+ */
+static void test_v2_vectors(void **state)
+{
+	const char *names[] = { "timestamp", "nonce", "channel", "qos", "msgtype", "signature" };
+	const char *values[] = { "1700000000", "n 1", "room/1", "1", "1002", "x" };
+	char canon[256], sig[SIGN_V2_HEX_LEN + 1];
+
+	(void)state;
+	assert_int_equal(sign_v2_canonical_query(names, values, 6, canon, sizeof(canon)),
+			 (int)strlen("channel=room%2F1&msgtype=1002&nonce=n%201&qos=1&timestamp=1700000000"));
+	assert_string_equal(canon, "channel=room%2F1&msgtype=1002&nonce=n%201&qos=1&timestamp=1700000000");
+	assert_int_equal(sign_v2("secret", "POST", "/send/", canon, "{\"m\":1}", 7, sig), RB_OK);
+	assert_string_equal(sig, "6b8afe74959590734771c2dfc55019156dd8d32e35c96662bfc82409e1d9357d");
+	/* Empty query and body. */
+	assert_int_equal(sign_v2_canonical_query(NULL, NULL, 0, canon, sizeof(canon)), 0);
+	assert_int_equal(sign_v2("secret", "GET", "/channels/", "", NULL, 0, sig), RB_OK);
+	assert_string_equal(sig, "064d4d770f754abdf92098583056e8402b21b5a2df4c55ede05c6d6725abe3ff");
+	/* Any change to the body changes the signature. */
+	assert_int_equal(sign_v2("secret", "POST", "/send/", canon, "{\"m\":2}", 7, sig), RB_OK);
+	assert_string_not_equal(sig, "6b8afe74959590734771c2dfc55019156dd8d32e35c96662bfc82409e1d9357d");
+	/* Too small a buffer. */
+	assert_int_equal(sign_v2_canonical_query(names, values, 6, canon, 10), RB_ETOOBIG);
+	assert_true(sign_equal("abc", "abc"));
+	assert_false(sign_equal("abc", "abd"));
+	assert_false(sign_equal("abc", "ab"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_v2_vectors),
 		cmocka_unit_test(test_sign_vectors),
 		cmocka_unit_test(test_sign_order_free),
 		cmocka_unit_test(test_sign_null_is_empty),
