@@ -65,6 +65,12 @@ static const struct opt opts[] = {
 	O(log_level, T_STR, "info", 0, 0),
 	O(log_file, T_STR, "", 0, 0),
 	O(data_dir, T_STR, "data", 0, 0),
+	O(database, T_STR, "", 0, 0),
+	O(durability, T_STR, "normal", 0, 0),
+	O(session_expiry, T_SECONDS, "3600", 1, 30 * 86400),
+	O(session_max_messages, T_INT, "1000", 1, 1000000),
+	O(session_max_bytes, T_BYTES, "16m", 1024, 1ll << 34),
+	O(session_overflow, T_STR, "drop_oldest", 0, 0),
 	O(udp_ports, T_STR, "2014-2024", 0, 0),
 };
 
@@ -107,6 +113,23 @@ static int set_value(struct conf *c, const struct opt *o, const char *val,
 			snprintf(err, errlen, "%s: '%s' is not one of error, warn, info, debug",
 				 o->name, val);
 			return RB_EINVAL;
+		}
+		static const struct { const char *opt, *v[4]; } enums[] = {
+			{ "durability", { "full", "normal", "off", NULL } },
+			{ "session_overflow", { "drop_oldest", "refuse", NULL, NULL } },
+		};
+		for (size_t e = 0; e < RB_ARRAY_LEN(enums); e++) {
+			if (strcmp(o->name, enums[e].opt) != 0)
+				continue;
+			bool ok = false;
+			for (int k = 0; enums[e].v[k]; k++)
+				ok = ok || strcmp(dup, enums[e].v[k]) == 0;
+			if (!ok) {
+				snprintf(err, errlen, "%s: '%s' is not one of %s, %s%s%s", o->name, val,
+					 enums[e].v[0], enums[e].v[1], enums[e].v[2] ? ", " : "",
+					 enums[e].v[2] ? enums[e].v[2] : "");
+				return RB_EINVAL;
+			}
 		}
 		if (strcmp(o->name, "api_signature") == 0 && strcmp(dup, "v1") &&
 		    strcmp(dup, "v2") && strcmp(dup, "both")) {

@@ -52,6 +52,12 @@ struct conf {
 	char *log_level;
 	char *log_file;
 	char *data_dir;
+	char *database;
+	char *durability;
+	double session_expiry;
+	int session_max_messages;
+	size_t session_max_bytes;
+	char *session_overflow;
 	char *udp_ports;
 };
 

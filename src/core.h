@@ -29,6 +29,11 @@ struct channels;
 struct qos_store;
 struct rbuf;
 struct fwd;
+struct db;
+struct strmap;
+struct held_reply;
+struct xq_msg;
+struct httpd_req;
 struct push;
 struct nonce_cache;
 struct timeval;
@@ -49,6 +54,9 @@ struct conn {
 	char *cookie;          /* RAINBOWCLIENTCOOKIE, echoed to the backend */
 	bool v2, tls;
 	bool admitted;         /* the connect hook said yes: close hook will fire */
+	bool device_given;     /* the client sent X-DEVICEID (not generated) */
+	bool wants_session;    /* session=1 asked for (v2 implies it) */
+	bool session;          /* holds the session of device_id (session.c) */
 	int fd;                /* while CONN_HOOK on the plain port, else -1 */
 	size_t head_len;       /* bytes of request head still unread on fd */
 	char *rehead;          /* head to replay to lws instead (see core.c) */
@@ -64,6 +72,8 @@ struct conn {
 	/* pushes (deliver.c) */
 	struct idmap down;     /* msgid + 1 -> struct delivery in flight */
 	uint16_t next_msgid;
+	bool backlog;          /* its session has deliveries waiting in SQLite */
+	struct idmap up_active; /* msgid + 1 -> QoS 2 forward queued or in flight */
 };
 
 struct core {
@@ -73,7 +83,20 @@ struct core {
 	struct idmap by_identity;  /* identity_key() -> struct conn */
 	size_t n_open;             /* conns in CONN_OPEN */
 	struct channels *channels;
-	struct qos_store *store;
+	struct qos_store *store;   /* in memory: connections without a session */
+	struct qos_store *dstore;  /* SQLite: device sessions */
+	struct db *db;
+	struct strmap *sessions;   /* device -> struct conn holding its session */
+	struct event *expire_timer;
+	/* group commit (DESIGN.md): while a batch is open, everything that
+	 * leaves the core waits here until the COMMIT returns */
+	bool batch_open;
+	unsigned batch_ops;
+	struct event *commit_ev;
+	struct xq_msg *held_head, *held_tail;
+	struct held_reply *held_replies, *held_replies_tail;
+	unsigned batch_marks;      /* BATCH_* events the open batch contains */
+	unsigned crash_at;         /* test fault injection, see core_mark() */
 	struct backend *backend;
 	struct httpd *httpd;
 	struct door *door;
@@ -124,6 +147,29 @@ void core_flow(struct core *c, struct conn *cn, bool on);
 void core_admit(struct core *c, struct conn *cn);
 /* The connect hook refused (401) or failed (503). */
 void core_refuse(struct core *c, struct conn *cn, int status, const char *msg);
+
+/* The store holding cn's QoS state, and the key of cn in it: the device
+ * session's (durable) or the connection's own (in memory). */
+struct qos_store *conn_store(struct core *c, const struct conn *cn);
+const char *conn_key(const struct conn *cn);
+/* Open the group-commit batch (if not open) before writing to the durable
+ * store; returns conn_store(c, cn). Use for every write. */
+struct qos_store *conn_store_w(struct core *c, const struct conn *cn);
+void core_batch(struct core *c);
+
+/* What a batch contains, for the crash tests: with the environment variable
+ * RAINBOW_CRASH_AT set to push_committed, ack_committed or rec_committed,
+ * the process kills itself (SIGKILL) right after the COMMIT of a batch
+ * holding that event and before anything that depends on it leaves. Read
+ * once at start; without it this costs one branch per commit. */
+enum { BATCH_PUSH = 1, BATCH_ACK = 2, BATCH_REC = 4 };
+void core_mark(struct core *c, unsigned mark);
+/* Everything sent to the edge goes through here: held while a batch is
+ * open, so no acknowledgement precedes the COMMIT it depends on. */
+void core_push_edge(struct core *c, struct xq_msg *m);
+/* An HTTP answer, held like core_push_edge. Copies body. */
+void core_reply(struct core *c, struct httpd_req *req, int status, const char *ctype,
+		const char *body, size_t len);
 
 /* Called by forward.c when the last in-flight work may have finished. */
 void core_maybe_stopped(struct core *c);

@@ -16,6 +16,7 @@
 #include "src/metrics.h"
 #include "src/rbuf.h"
 #include "src/seam.h"
+#include "src/session.h"
 #include "storage/qos_store.h"
 
 struct push;
@@ -27,6 +28,7 @@ struct delivery {
 	uint64_t conn_id;
 	uint16_t msgid;
 	uint8_t qos;
+	bool durable;                 /* a session's: its row outlives the connection */
 	enum down_state state;
 	struct rbuf *pkt;             /* the shared SEND packet */
 	struct event *timer;          /* retransmission */
@@ -56,7 +58,8 @@ static struct timeval seconds_tv(double s)
 static void push_answer(struct push *p)
 {
 	struct core *c = p->c;
-	bool none = p->acked == 0 && p->total > 0;
+	/* Nobody acknowledged and nothing is kept for later: a timeout. */
+	bool none = p->acked == 0 && p->pending == 0 && p->total > 0;
 	json_t *j = json_pack("{s:i, s:I, s:I, s:I}", "status", none ? 1 : 0,
 			      "connections", (json_int_t)p->acked,
 			      "failed", (json_int_t)p->failed,
@@ -89,7 +92,7 @@ static void push_answer(struct push *p)
 	char *s = json_dumps(j, JSON_COMPACT);
 	if (p->req) {
 		if (s)
-			httpd_reply(p->req, none ? 504 : 200, NULL, s, strlen(s));
+			core_reply(c, p->req, none ? 504 : 200, NULL, s, strlen(s));
 		else
 			httpd_reply_error(p->req, 500, "out of memory");
 	}
@@ -123,14 +126,18 @@ static void unlink_from_push(struct delivery *d)
 	d->push = NULL;
 }
 
+enum outcome { O_FAILED, O_ACKED, O_PENDING };
+
 /* d's push learns its outcome; the push is answered with its last one. */
-static void push_outcome(struct delivery *d, bool acked, const uint8_t *data, size_t len)
+static void push_outcome(struct delivery *d, enum outcome o, const uint8_t *data, size_t len)
 {
 	struct push *p = d->push;
 	if (!p)
 		return;
 	unlink_from_push(d);
-	if (acked) {
+	if (o == O_PENDING) {
+		p->pending++;
+	} else if (o == O_ACKED) {
 		p->acked++;
 		if (!p->has_data) {
 			p->data = malloc(len ? len : 1);
@@ -149,13 +156,15 @@ static void push_outcome(struct delivery *d, bool acked, const uint8_t *data, si
 
 /* ---- deliveries ---- */
 
-static void delivery_free(struct delivery *d, struct conn *cn)
+/* Free d; forget its stored state too when forget (it is finished). */
+static void delivery_free(struct delivery *d, struct conn *cn, bool forget)
 {
 	struct core *c = d->c;
 	unlink_from_push(d);
 	if (cn) {
 		idmap_del(&cn->down, (uint64_t)d->msgid + 1);
-		c->store->ops->down_end(c->store, cn->identity, d->msgid);
+		if (forget)
+			conn_store_w(c, cn)->ops->down_end(conn_store(c, cn), conn_key(cn), d->msgid);
 	}
 	c->n_deliveries--;
 	event_free(d->timer);
@@ -171,7 +180,7 @@ static void send_copy(struct core *c, struct delivery *d, bool dup)
 	m->flags = XQF_PATCH;
 	m->buf = rbuf_ref(d->pkt);
 	m->rcpts[0] = (struct xq_rcpt){ d->conn_id, d->msgid, dup };
-	xq_push(c->to_edge, m);
+	core_push_edge(c, m);
 	metric_packet(1, PKT_SEND, d->qos);
 }
 
@@ -200,9 +209,10 @@ static uint16_t next_msgid(struct conn *cn)
 	}
 }
 
+/* An in-memory delivery of pkt to cn under msgid, in state st. */
 static struct delivery *delivery_new(struct core *c, struct push *p, struct conn *cn,
-				     struct rbuf *pkt, uint8_t qos, uint16_t msgtype,
-				     const void *payload, size_t len)
+				     struct rbuf *pkt, uint8_t qos, uint16_t msgid,
+				     enum down_state st)
 {
 	struct delivery *d = calloc(1, sizeof(*d));
 	if (!d)
@@ -210,8 +220,9 @@ static struct delivery *delivery_new(struct core *c, struct push *p, struct conn
 	d->c = c;
 	d->conn_id = cn->id;
 	d->qos = qos;
-	d->msgid = next_msgid(cn);
-	d->state = qos == 2 ? DOWN_WAIT_REC : DOWN_WAIT_ACK;
+	d->msgid = msgid;
+	d->durable = cn->session;
+	d->state = st;
 	d->timer = evtimer_new(c->base, on_retry, d);
 	if (!d->timer || idmap_put(&cn->down, (uint64_t)d->msgid + 1, d) != RB_OK) {
 		if (d->timer)
@@ -219,18 +230,54 @@ static struct delivery *delivery_new(struct core *c, struct push *p, struct conn
 		free(d);
 		return NULL;
 	}
-	if (c->store->ops->down_begin(c->store, cn->identity, d->msgid, qos, msgtype,
-				      payload, len) != RB_OK)
-		log_warn("conn %s: cannot record delivery %u", cn->identity, d->msgid);
 	d->pkt = rbuf_ref(pkt);
-	d->push = p;
-	d->next = p->head;
-	if (p->head)
-		p->head->prev = d;
-	p->head = d;
+	if (p) {
+		d->push = p;
+		d->next = p->head;
+		if (p->head)
+			p->head->prev = d;
+		p->head = d;
+	}
 	c->n_deliveries++;
 	evtimer_add(d->timer, c->retry_tv);
 	return d;
+}
+
+/*
+ * Make room in a session for one more message of len bytes, per
+ * session_overflow. Returns false if the message must not be queued.
+ * An online holder loses the in-memory copy of what is dropped.
+ */
+static bool session_room(struct core *c, const char *device, struct conn *holder, size_t len)
+{
+	const struct conf *conf = c->conf;
+	size_t count, bytes;
+
+	for (;;) {
+		if (c->dstore->ops->down_usage(c->dstore, device, &count, &bytes) != RB_OK)
+			return false;
+		if (count < (size_t)conf->session_max_messages &&
+		    bytes + len <= conf->session_max_bytes)
+			return true;
+		if (strcmp(conf->session_overflow, "drop_oldest") != 0 || count == 0) {
+			metric_drop(DROP_SESSION_FULL);
+			log_info("device %s: session full (%zu messages, %zu bytes), message refused",
+				 device, count, bytes);
+			return false;
+		}
+		uint16_t old;
+		core_batch(c);
+		if (c->dstore->ops->down_drop_oldest(c->dstore, device, &old) != RB_OK)
+			return false;
+		metric_drop(DROP_SESSION_FULL);
+		log_info("device %s: session full, oldest undelivered message (id %u) dropped",
+			 device, old);
+		struct delivery *d = holder ? idmap_get(&holder->down, (uint64_t)old + 1) : NULL;
+		if (d) {
+			push_outcome(d, O_FAILED, NULL, 0);
+			delivery_free(d, holder, false); /* its row is already gone */
+		}
+	}
 }
 
 static void on_push_timeout(evutil_socket_t fd, short what, void *arg)
@@ -238,21 +285,55 @@ static void on_push_timeout(evutil_socket_t fd, short what, void *arg)
 	struct push *p = arg;
 	struct core *c = p->c;
 
-	/* Unacknowledged deliveries stop here (the original's contract).
-	 * Detach them all first, then answer once. */
+	/* Unacknowledged deliveries stop here (the original's contract),
+	 * except a session's: it keeps them until acknowledged or expired,
+	 * so they count as pending. Detach them all first, then answer once. */
 	while (p->head) {
 		struct delivery *d = p->head;
 		unlink_from_push(d);
+		if (d->durable) {
+			p->pending++;
+			continue;
+		}
 		p->failed++;
 		metric_drop(DROP_UNACKED);
-		delivery_free(d, core_conn(c, d->conn_id));
+		delivery_free(d, core_conn(c, d->conn_id), true);
 	}
 	push_answer(p);
 }
 
+/*
+ * Record a durable delivery of message msg_id for device under a fresh
+ * message id. For an online holder the id must also be free in memory.
+ */
+static int store_delivery(struct core *c, const char *device, struct conn *holder,
+			  int64_t msg_id, uint8_t qos, bool sent, uint16_t *msgid)
+{
+	struct qos_store *st = c->dstore;
+	for (int tries = 0; tries < 65535; tries++) {
+		uint16_t id;
+		if (holder) {
+			id = next_msgid(holder);
+		} else if (session_next_msgid(c, device, &id) != RB_OK) {
+			return RB_EIO;
+		}
+		core_batch(c);
+		int rc = st->ops->down_begin(st, device, id, msg_id, qos);
+		if (rc == RB_EEXIST)
+			continue; /* a stored delivery not loaded in memory holds it */
+		if (rc != RB_OK)
+			return rc;
+		if (sent)
+			st->ops->down_sent(st, device, id);
+		*msgid = id;
+		return RB_OK;
+	}
+	return RB_ELIMIT;
+}
+
 void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, size_t n,
-		  uint8_t qos, uint16_t msgtype, const void *payload, size_t len,
-		  double timeout)
+		  char *const *devices, size_t ndev, uint8_t qos, uint16_t msgtype,
+		  const void *payload, size_t len, double timeout)
 {
 	struct pkt hdr = { .cmd = PKT_SEND, .qos = qos, .msgtype = msgtype };
 	uint8_t h[PKT_MAX_HDR];
@@ -260,6 +341,7 @@ void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, 
 	struct rbuf *pkt = rbuf_new2(h, hl, payload, len);
 	struct xq_msg *m = xq_msg_new(XQ_SEND, 0, n);
 	struct push *p = qos ? calloc(1, sizeof(*p)) : NULL;
+	int64_t msg_id = -1; /* the durable copy, made on the first session */
 
 	if (!pkt || !m || (qos && !p)) {
 		rbuf_unref(pkt);
@@ -272,16 +354,17 @@ void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, 
 	metric_inc(M_PUSHES);
 	m->buf = pkt; /* the message owns the first reference */
 	if (!qos) {
+		/* At most once, memory only: offline sessions get nothing. */
 		m->flags = XQF_DROPPABLE;
 		for (size_t i = 0; i < n; i++) {
 			m->rcpts[i].id = conns[i];
 			metric_packet(1, PKT_SEND, 0);
 		}
-		xq_push(c->to_edge, m);
+		core_push_edge(c, m);
 		if (req) {
 			char body[64];
 			int bl = snprintf(body, sizeof(body), "{\"status\":0,\"connections\":%zu}", n);
-			httpd_reply(req, 200, NULL, body, (size_t)bl);
+			core_reply(c, req, 200, NULL, body, (size_t)bl);
 		}
 		return;
 	}
@@ -289,7 +372,7 @@ void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, 
 	p->c = c;
 	p->req = req;
 	p->qos = qos;
-	p->total = n;
+	p->total = n + ndev;
 	p->next = c->pushes;
 	if (c->pushes)
 		c->pushes->prev = p;
@@ -297,18 +380,67 @@ void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, 
 	c->n_pushes++;
 	m->flags = XQF_PATCH;
 	m->nids = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct conn *cn = core_conn(c, conns[i]);
-		if (!cn || cn->down.len >= (size_t)c->conf->max_inflight_messages) {
-			if (cn)
-				log_info("conn %s: %zu pushes in flight (max_inflight_messages), push failed",
-					 cn->identity, cn->down.len);
-			metric_drop(cn ? DROP_INFLIGHT_LIMIT : DROP_CLOSED);
+	for (size_t i = 0; i < n + ndev; i++) {
+		struct conn *cn = i < n ? core_conn(c, conns[i]) : NULL;
+		const char *device = i < n ? (cn && cn->session ? cn->device_id : NULL)
+					   : devices[i - n];
+		if (i < n && !cn) {
+			metric_drop(DROP_CLOSED);
 			p->failed++;
 			continue;
 		}
-		struct delivery *d = delivery_new(c, p, cn, pkt, qos, msgtype, payload, len);
+		if (device) {
+			/* The message and this delivery row are committed before
+			 * the first send (the SEND waits in the batch). */
+			if (!session_room(c, device, cn, len)) {
+				p->failed++;
+				continue;
+			}
+			core_batch(c);
+			core_mark(c, BATCH_PUSH);
+			if (msg_id < 0 &&
+			    c->dstore->ops->msg_add(c->dstore, qos, msgtype, payload, len,
+						    &msg_id) != RB_OK) {
+				p->failed++;
+				msg_id = -1;
+				continue;
+			}
+		}
+		bool over = cn && cn->down.len >= (size_t)c->conf->max_inflight_messages;
+		if (!cn || (over && device)) {
+			/* Offline, or beyond the in-flight window: it waits in
+			 * SQLite for a resume (or a free slot), not in memory. */
+			uint16_t id;
+			if (store_delivery(c, device, NULL, msg_id, qos, false, &id) != RB_OK) {
+				p->failed++;
+				continue;
+			}
+			if (cn)
+				cn->backlog = true;
+			p->pending++;
+			continue;
+		}
+		if (over) {
+			log_info("conn %s: %zu pushes in flight (max_inflight_messages), push failed",
+				 cn->identity, cn->down.len);
+			metric_drop(DROP_INFLIGHT_LIMIT);
+			p->failed++;
+			continue;
+		}
+		uint16_t id;
+		if (device) {
+			if (store_delivery(c, device, cn, msg_id, qos, true, &id) != RB_OK) {
+				p->failed++;
+				continue;
+			}
+		} else {
+			id = next_msgid(cn);
+			c->store->ops->down_begin(c->store, cn->identity, id, 0, qos);
+		}
+		struct delivery *d = delivery_new(c, p, cn, pkt, qos, id,
+						  qos == 2 ? DOWN_WAIT_REC : DOWN_WAIT_ACK);
 		if (!d) {
+			conn_store_w(c, cn)->ops->down_end(conn_store(c, cn), conn_key(cn), id);
 			p->failed++;
 			continue;
 		}
@@ -316,7 +448,7 @@ void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, 
 		metric_packet(1, PKT_SEND, qos);
 	}
 	if (m->nids)
-		xq_push(c->to_edge, m);
+		core_push_edge(c, m);
 	else
 		xq_msg_free(m);
 	if (!p->head) {
@@ -327,6 +459,60 @@ void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, 
 	struct timeval tv = seconds_tv(timeout);
 	if (p->timer)
 		evtimer_add(p->timer, &tv);
+}
+
+struct resume_ctx {
+	struct core *c;
+	struct conn *cn;
+	size_t loaded;
+	bool more;
+};
+
+static void resume_one(void *arg, uint16_t msgid, enum down_state st, bool sent, uint8_t qos,
+		       uint16_t msgtype, const uint8_t *payload, size_t len)
+{
+	struct resume_ctx *r = arg;
+	struct core *c = r->c;
+	struct conn *cn = r->cn;
+
+	if (idmap_get(&cn->down, (uint64_t)msgid + 1))
+		return; /* already in flight */
+	if (cn->down.len >= (size_t)c->conf->max_inflight_messages) {
+		r->more = true;
+		return;
+	}
+	struct pkt hdr = { .cmd = PKT_SEND, .qos = qos, .msgtype = msgtype };
+	uint8_t h[PKT_MAX_HDR];
+	size_t hl = pkt_encode_header(&hdr, h);
+	struct rbuf *pkt = rbuf_new2(h, hl, payload, len);
+	struct delivery *d = pkt ? delivery_new(c, NULL, cn, pkt, qos, msgid, st) : NULL;
+	rbuf_unref(pkt);
+	if (!d)
+		return;
+	r->loaded++;
+	if (st == DOWN_WAIT_COM) {
+		/* It was acknowledged (REC) before: finish with REL. */
+		core_send_packet(c, cn->id, PKT_REL, 0, false, msgid, 0, NULL, 0);
+	} else {
+		send_copy(c, d, sent);
+		if (!sent) {
+			core_batch(c);
+			c->dstore->ops->down_sent(c->dstore, cn->device_id, msgid);
+		}
+	}
+}
+
+void deliver_resume(struct core *c, struct conn *cn)
+{
+	struct resume_ctx r = { c, cn, 0, false };
+
+	if (!cn->session)
+		return;
+	c->dstore->ops->down_list(c->dstore, cn->device_id, resume_one, &r);
+	cn->backlog = r.more;
+	if (r.loaded)
+		log_info("device %s: %zu undelivered messages sent again%s", cn->device_id,
+			 r.loaded, r.more ? " (more waiting)" : "");
 }
 
 void deliver_on_answer(struct core *c, struct conn *cn, const struct pkt *p)
@@ -341,30 +527,43 @@ void deliver_on_answer(struct core *c, struct conn *cn, const struct pkt *p)
 			core_send_packet(c, cn->id, PKT_REL, 0, false, p->msgid, 0, NULL, 0);
 		return;
 	}
+	/* Open the batch before anything is answered: the /send/ answer and the
+	 * REL must wait for the COMMIT of this transition. */
+	if (d->durable)
+		core_batch(c);
 	switch (p->cmd) {
 	case PKT_ACK:
 		if (d->qos != 1)
 			break;
-		push_outcome(d, true, p->payload, p->payload_len);
-		delivery_free(d, cn);
+		if (d->durable)
+			core_mark(c, BATCH_ACK);
+		push_outcome(d, O_ACKED, p->payload, p->payload_len);
+		delivery_free(d, cn, true);
 		break;
 	case PKT_REC:
 		if (d->qos != 2)
 			break;
 		if (d->state == DOWN_WAIT_REC) {
-			push_outcome(d, true, p->payload, p->payload_len);
+			if (d->durable)
+				core_mark(c, BATCH_REC);
+			push_outcome(d, O_ACKED, p->payload, p->payload_len);
 			d->state = DOWN_WAIT_COM;
-			c->store->ops->down_set(c->store, cn->identity, d->msgid, DOWN_WAIT_COM);
+			conn_store_w(c, cn)->ops->down_set(conn_store(c, cn), conn_key(cn), d->msgid,
+							   DOWN_WAIT_COM);
 		}
-		/* REL now, and again every retry_interval until COM. */
+		/* REL now (after the COMMIT), and again every retry_interval
+		 * until COM. */
 		core_send_packet(c, cn->id, PKT_REL, 0, false, d->msgid, 0, NULL, 0);
 		evtimer_add(d->timer, c->retry_tv);
-		break;
+		return;
 	case PKT_COM:
 		if (d->state == DOWN_WAIT_COM)
-			delivery_free(d, cn);
+			delivery_free(d, cn, true);
 		break;
 	}
+	/* A slot freed: a session's backlog moves up from SQLite. */
+	if (cn->backlog && cn->down.len < (size_t)c->conf->max_inflight_messages)
+		deliver_resume(c, cn);
 }
 
 void deliver_conn_gone(struct core *c, struct conn *cn)
@@ -375,12 +574,12 @@ void deliver_conn_gone(struct core *c, struct conn *cn)
 
 	while (idmap_next(&cn->down, &i, &id, &val)) {
 		struct delivery *d = val;
-		if (d->push)
+		/* A session keeps its deliveries (rows) for the next holder. */
+		if (d->push && !d->durable)
 			metric_drop(DROP_CLOSED);
-		push_outcome(d, false, NULL, 0);
-		/* Removing from the map while iterating it: restart. */
-		delivery_free(d, cn);
-		i = 0;
+		push_outcome(d, d->durable ? O_PENDING : O_FAILED, NULL, 0);
+		delivery_free(d, cn, !d->durable);
+		i = 0; /* the map changed under the iteration */
 	}
 	idmap_free(&cn->down);
 }
@@ -392,7 +591,10 @@ void deliver_shutdown(struct core *c)
 		while (p->head) {
 			struct delivery *d = p->head;
 			unlink_from_push(d);
-			p->failed++;
+			if (d->durable)
+				p->pending++;
+			else
+				p->failed++;
 		}
 		push_answer(p);
 	}

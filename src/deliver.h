@@ -26,13 +26,19 @@ struct pkt;
 struct httpd_req;
 
 /*
- * Push payload as SEND(qos, msgtype) to the connections conns[0..n) and
+ * Push payload as SEND(qos, msgtype) to the connections conns[0..n) and,
+ * for QoS 1/2, queue it for the offline device sessions devices[0..ndev);
  * answer req (NULL: nobody waits) per docs/rest-api.md. Copies payload
  * once. timeout (seconds) bounds the wait for receipts.
  */
 void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, size_t n,
-		  uint8_t qos, uint16_t msgtype, const void *payload, size_t len,
-		  double timeout);
+		  char *const *devices, size_t ndev, uint8_t qos, uint16_t msgtype,
+		  const void *payload, size_t len, double timeout);
+
+/* cn just took its session: send what the session still owes it (DUP=1
+ * where sent before; REL where it awaits COM), up to max_inflight_messages
+ * at a time, oldest first. */
+void deliver_resume(struct core *c, struct conn *cn);
 
 /* An ACK, REC or COM from a client (answers to pushes). */
 void deliver_on_answer(struct core *c, struct conn *cn, const struct pkt *p);

@@ -27,13 +27,30 @@ struct fwd {
 	bool dup;
 	struct rbuf *buf;      /* the whole packet; payload at buf->data + off */
 	size_t off;
-	char store_key[65];    /* QoS 2: key in the QoS store */
+	bool durable;          /* QoS 2 state in the session store */
+	char *store_key;       /* QoS 2: key in the QoS store (session or identity) */
 };
 
 static void fwd_free(struct fwd *f)
 {
 	rbuf_unref(f->buf);
+	free(f->store_key);
 	free(f);
+}
+
+/* The store of f's QoS 2 state, opening the batch for a write. It outlives
+ * the connection: a reply arriving after the client left is still kept. */
+static struct qos_store *fwd_store_w(struct core *c, const struct fwd *f)
+{
+	if (f->durable)
+		core_batch(c);
+	return f->durable ? c->dstore : c->store;
+}
+
+static void fwd_done(struct conn *cn, const struct fwd *f)
+{
+	if (cn && f->qos == 2 && idmap_get(&cn->up_active, (uint64_t)f->msgid + 1) == f)
+		idmap_del(&cn->up_active, (uint64_t)f->msgid + 1);
 }
 
 static size_t payload_len(const struct fwd *f)
@@ -75,7 +92,7 @@ static void fail(struct core *c, struct conn *cn, struct fwd *f, int code,
 		 const char *msg, bool temporary)
 {
 	if (f->qos == 2)
-		c->store->ops->up_release(c->store, f->store_key, f->msgid);
+		fwd_store_w(c, f)->ops->up_release(fwd_store_w(c, f), f->store_key, f->msgid);
 	if (cn)
 		core_send_nak(c, cn, f->qos ? f->msgid : 0, code, msg, temporary);
 }
@@ -92,6 +109,7 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	c->fwd_inflight--;
 	if (cn)
 		cn->inflight--;
+	fwd_done(cn, f);
 	if (resp->err == RB_ECLOSED) {
 		/* The process is exiting; nobody is left to answer. */
 		fwd_free(f);
@@ -131,7 +149,8 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	if (f->qos == 2) {
 		/* The reply is stored before REC goes out: a duplicate SEND
 		 * from here on is answered from the store (B.4). */
-		int rc = c->store->ops->up_reply(c->store, f->store_key, f->msgid, body, len);
+		struct qos_store *st = fwd_store_w(c, f);
+		int rc = st->ops->up_reply(st, f->store_key, f->msgid, body, len);
 		if (rc != RB_OK && rc != RB_ENOTFOUND)
 			log_warn("forward id %u: cannot store the QoS 2 reply: %s", f->msgid,
 				 rb_strerror(rc));
@@ -157,6 +176,7 @@ static void start(struct core *c, struct conn *cn, struct fwd *f)
 	char *url = forward_url(conf, f->msgtype);
 	if (!url) {
 		fail(c, cn, f, NAK_UNAVAILABLE, "cannot build the forward URL", false);
+		fwd_done(cn, f);
 		fwd_free(f);
 		return;
 	}
@@ -165,7 +185,7 @@ static void start(struct core *c, struct conn *cn, struct fwd *f)
 		h[n++] = (struct backend_header){ "RAINBOWCLIENTCOOKIE", cn->cookie };
 	h[n++] = (struct backend_header){ "RAINBOWQOS", qos };
 	if (f->qos) {
-		snprintf(mid, sizeof(mid), "%s:%u", cn->identity, f->msgid);
+		snprintf(mid, sizeof(mid), "%.80s:%u", conn_key(cn), f->msgid);
 		h[n++] = (struct backend_header){ "RAINBOWMESSAGEID", mid };
 	}
 	if (f->dup)
@@ -179,6 +199,7 @@ static void start(struct core *c, struct conn *cn, struct fwd *f)
 		fail(c, cn, f, err == RB_ELIMIT ? NAK_LIMIT : NAK_UNAVAILABLE,
 		     err == RB_ELIMIT ? "backend queue full" : "cannot send to the backend",
 		     true);
+		fwd_done(cn, f);
 		fwd_free(f);
 		return;
 	}
@@ -205,21 +226,28 @@ static void on_send(struct core *c, struct conn *cn, const struct pkt *p,
 {
 	const struct conf *conf = c->conf;
 
+	bool orphan = false;
 	if (p->qos == 2) {
 		enum up_state st;
 		const uint8_t *reply;
 		size_t len;
-		c->store->ops->up_get(c->store, cn->identity, p->msgid, &st, &reply, &len);
+		struct qos_store *store = conn_store(c, cn);
+		store->ops->up_get(store, conn_key(cn), p->msgid, &st, &reply, &len);
 		if (st == UP_REPLIED) {
 			metric_inc(M_QOS2_DUP_ANSWERED);
 			core_send_packet(c, cn->id, PKT_REC, 0, false, p->msgid, 0, reply, len);
 			return;
 		}
-		if (st == UP_FORWARDING) {
+		if (st == UP_FORWARDING && idmap_get(&cn->up_active, (uint64_t)p->msgid + 1)) {
 			/* The first copy's REC is on its way. */
 			metric_inc(M_QOS2_DUP_ANSWERED);
 			return;
 		}
+		/* FORWARDING with no forward of ours under way: the gateway
+		 * stopped mid-forward (or the session's last connection left).
+		 * The backend may or may not have seen it: forward again, marked
+		 * RAINBOWDUP so it can tell (B.4). */
+		orphan = st == UP_FORWARDING;
 	}
 	if (!*conf->forward_url) {
 		metric_forward(FWD_UNREACHABLE);
@@ -246,12 +274,17 @@ static void on_send(struct core *c, struct conn *cn, const struct pkt *p,
 	f->msgid = p->msgid;
 	f->msgtype = p->msgtype;
 	f->qos = p->qos;
-	f->dup = p->dup;
+	f->dup = p->dup || orphan;
 	f->buf = rbuf_ref(buf);
 	f->off = (size_t)(p->payload - buf->data);
 	if (p->qos == 2) {
-		memcpy(f->store_key, cn->identity, sizeof(f->store_key));
-		int rc = c->store->ops->up_begin(c->store, f->store_key, p->msgid);
+		f->durable = cn->session;
+		f->store_key = strdup(conn_key(cn));
+		int rc = f->store_key ? (orphan ? RB_OK : fwd_store_w(c, f)->ops->up_begin(
+						 fwd_store_w(c, f), f->store_key, p->msgid))
+				      : RB_ENOMEM;
+		if (rc == RB_OK)
+			rc = idmap_put(&cn->up_active, (uint64_t)p->msgid + 1, f);
 		if (rc != RB_OK) {
 			core_send_nak(c, cn, p->msgid, NAK_UNAVAILABLE, "cannot record QoS 2 state",
 				      true);
@@ -298,8 +331,9 @@ void fwd_on_message(struct core *c, struct conn *cn, struct rbuf *buf, bool text
 		on_send(c, cn, &p, buf);
 		break;
 	case PKT_REL:
-		/* REL is idempotent: COM answers an unknown id too (A.3). */
-		c->store->ops->up_release(c->store, cn->identity, p.msgid);
+		/* REL is idempotent: COM answers an unknown id too (A.3). The
+		 * COM waits for the COMMIT of the release. */
+		conn_store_w(c, cn)->ops->up_release(conn_store(c, cn), conn_key(cn), p.msgid);
 		core_send_packet(c, cn->id, PKT_COM, 0, false, p.msgid, 0, NULL, 0);
 		break;
 	case PKT_ACK:
@@ -326,5 +360,8 @@ void fwd_conn_gone(struct core *c, struct conn *cn)
 	cn->fq_head = cn->fq_tail = NULL;
 	cn->fq_len = 0;
 	cn->fq_bytes = 0;
-	c->store->ops->drop_key(c->store, cn->identity);
+	idmap_free(&cn->up_active);
+	/* The in-memory store forgets the connection; a session's state stays. */
+	if (!cn->session)
+		c->store->ops->drop_key(c->store, cn->identity);
 }

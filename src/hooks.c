@@ -17,6 +17,7 @@
 #include "src/core.h"
 #include "src/log.h"
 #include "src/metrics.h"
+#include "src/session.h"
 
 char *hooks_signed_url(const struct conf *conf, const char *url)
 {
@@ -192,7 +193,7 @@ void hooks_close(struct core *c, struct conn *cn)
 	free(url);
 }
 
-bool conn_sub(struct core *c, struct conn *cn, const char *channel)
+bool conn_join(struct core *c, struct conn *cn, const char *channel)
 {
 	if (channels_sub(c->channels, channel, cn->id) != RB_OK)
 		return false;
@@ -203,7 +204,20 @@ bool conn_sub(struct core *c, struct conn *cn, const char *channel)
 	return true;
 }
 
+bool conn_sub(struct core *c, struct conn *cn, const char *channel)
+{
+	/* Persist even if already a member: the session may lack it. */
+	session_sub(c, cn, channel, true);
+	return conn_join(c, cn, channel);
+}
+
 bool conn_unsub(struct core *c, struct conn *cn, const char *channel)
+{
+	session_sub(c, cn, channel, false);
+	return conn_leave(c, cn, channel);
+}
+
+bool conn_leave(struct core *c, struct conn *cn, const char *channel)
 {
 	if (channels_unsub(c->channels, channel, cn->id) != RB_OK)
 		return false;

@@ -41,6 +41,7 @@ static const char *const fwd_names[FWD__COUNT] = {
 
 static const char *const drop_names[DROP__COUNT] = {
 	"closed", "slow_consumer", "slow_consumer_closed", "inflight_limit", "unacked",
+	"session_full",
 };
 
 #define INC(a) atomic_fetch_add_explicit(&(a), 1, memory_order_relaxed)

@@ -47,6 +47,7 @@ enum drop_reason {
 	DROP_SLOW_CONSUMER_CLOSED, /* over send_queue_hard_bytes: closed */
 	DROP_INFLIGHT_LIMIT,       /* QoS 1/2 over max_inflight_messages */
 	DROP_UNACKED,              /* QoS 1/2 not acknowledged before its timeout */
+	DROP_SESSION_FULL,         /* a session over its caps (session_overflow) */
 	DROP__COUNT
 };
 

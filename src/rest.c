@@ -16,6 +16,8 @@
 #include "src/deliver.h"
 #include "src/hooks.h"
 #include "src/nonce.h"
+#include "src/session.h"
+#include "storage/db.h"
 #include "src/core.h"
 #include "src/httpd.h"
 #include "src/log.h"
@@ -159,10 +161,38 @@ static uint64_t *members_of(struct core *c, const char *channel, size_t *n)
 	return ids;
 }
 
+struct strv {
+	char **v;
+	size_t n, cap;
+};
+
+static void strv_add(const char *str, void *arg)
+{
+	struct strv *sv = arg;
+	if (sv->n == sv->cap) {
+		size_t ncap = sv->cap ? sv->cap * 2 : 8;
+		char **nv = realloc(sv->v, ncap * sizeof(*nv));
+		if (!nv)
+			return;
+		sv->v = nv;
+		sv->cap = ncap;
+	}
+	if ((sv->v[sv->n] = strdup(str)))
+		sv->n++;
+}
+
+static void strv_free(struct strv *sv)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		free(sv->v[i]);
+	free(sv->v);
+}
+
 static void rest_send(struct core *c, struct httpd_req *req)
 {
 	const char *channel = kv_get(&req->args, "channel");
 	const char *identity = kv_get(&req->args, "identity");
+	const char *device = kv_get(&req->args, "device");
 	const char *v;
 	long qos = 0, msgtype, timeout = 10;
 
@@ -178,35 +208,41 @@ static void rest_send(struct core *c, struct httpd_req *req)
 		fail(req, 400, "params error: timeout must be an integer in 1..3600 (seconds)");
 		return;
 	}
-	if (kv_get(&req->args, "device")) {
-		fail(req, 400, "params error: device= needs sessions (not in this build)");
-		return;
-	}
-	if (!channel == !identity) {
-		fail(req, 400, "params error: give exactly one of channel, identity");
+	if ((channel != NULL) + (identity != NULL) + (device != NULL) != 1) {
+		fail(req, 400, "params error: give exactly one of channel, identity, device");
 		return;
 	}
 	uint64_t one, *ids = NULL;
 	size_t n = 0;
-	if (identity) {
-		struct conn *cn = core_conn_by_identity(c, identity);
-		if (!cn || cn->state != CONN_OPEN) {
-			fail(req, 404, "no such connection");
+	struct strv offline = { 0 };
+	if (identity || device) {
+		struct conn *cn = identity ? core_conn_by_identity(c, identity)
+					   : session_holder(c, device);
+		if (cn && cn->state == CONN_OPEN) {
+			one = cn->id;
+			n = 1;
+		} else if (device && session_offline(c, device)) {
+			if (qos)
+				strv_add(device, &offline);
+		} else {
+			fail(req, 404, identity ? "no such connection" : "no such device");
 			return;
 		}
-		one = cn->id;
-		n = 1;
 	} else {
 		ids = members_of(c, channel, &n);
-		if (!n) {
+		/* Sessions subscribed while offline get QoS 1/2 when back. */
+		if (qos)
+			db_offline_members(c->db, channel, strv_add, &offline);
+		if (!n && !offline.n) {
 			free(ids);
 			fail(req, 404, "channel miss");
 			return;
 		}
 	}
-	deliver_push(c, req, ids ? ids : &one, n, (uint8_t)qos, (uint16_t)msgtype, req->body,
-		     req->body_len, (double)timeout);
+	deliver_push(c, req, ids ? ids : &one, n, offline.v, offline.n, (uint8_t)qos,
+		     (uint16_t)msgtype, req->body, req->body_len, (double)timeout);
 	free(ids);
+	strv_free(&offline);
 }
 
 /* Parses the JSON object body of /sub/, /unsub/, /kick/ and finds the

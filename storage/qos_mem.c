@@ -153,8 +153,46 @@ static int mem_release(struct qos_store *s, const char *key, uint16_t msgid)
 	return remove_dir((struct mem_store *)s, key, msgid, 0);
 }
 
-static int mem_down_begin(struct qos_store *s, const char *key, uint16_t msgid, uint8_t qos,
-			  uint16_t msgtype, const uint8_t *payload, size_t len)
+static int mem_msg_add(struct qos_store *s, uint8_t qos, uint16_t msgtype,
+		       const uint8_t *payload, size_t len, int64_t *msg_id)
+{
+	*msg_id = 0;
+	return RB_OK;
+}
+
+static int mem_down_sent(struct qos_store *s, const char *key, uint16_t msgid)
+{
+	return RB_OK;
+}
+
+/* Connections without a session are never resumed: nothing to list. */
+static int mem_down_list(struct qos_store *s, const char *key,
+			 void (*cb)(void *arg, uint16_t msgid, enum down_state st, bool sent,
+				    uint8_t qos, uint16_t msgtype, const uint8_t *payload,
+				    size_t len),
+			 void *arg)
+{
+	return RB_OK;
+}
+
+static int mem_down_usage(struct qos_store *s, const char *key, size_t *count, size_t *bytes)
+{
+	*count = *bytes = 0;
+	return RB_OK;
+}
+
+static int mem_down_drop_oldest(struct qos_store *s, const char *key, uint16_t *msgid)
+{
+	return RB_ENOTFOUND;
+}
+
+static int mem_nop(struct qos_store *s)
+{
+	return RB_OK;
+}
+
+static int mem_down_begin(struct qos_store *s, const char *key, uint16_t msgid, int64_t msg_id,
+			  uint8_t qos)
 {
 	return insert((struct mem_store *)s, key, msgid, 1,
 		      qos == 2 ? DOWN_WAIT_REC : DOWN_WAIT_ACK);
@@ -226,7 +264,15 @@ static const struct qos_store_ops mem_ops = {
 	.up_begin = mem_begin,
 	.up_reply = mem_reply,
 	.up_release = mem_release,
+	.msg_add = mem_msg_add,
 	.down_begin = mem_down_begin,
+	.down_sent = mem_down_sent,
+	.down_list = mem_down_list,
+	.down_usage = mem_down_usage,
+	.down_drop_oldest = mem_down_drop_oldest,
+	.begin = mem_nop,
+	.commit = mem_nop,
+	.rollback = mem_nop,
 	.down_set = mem_down_set,
 	.down_end = mem_down_end,
 	.down_get = mem_down_get,

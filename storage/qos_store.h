@@ -14,6 +14,7 @@
 #ifndef RB_QOS_STORE_H
 #define RB_QOS_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,17 +42,36 @@ struct qos_store_ops {
 			const uint8_t *reply, size_t len);
 	/* -> absent. RB_OK also when it was absent (REL is idempotent). */
 	int (*up_release)(struct qos_store *s, const char *key, uint16_t msgid);
-	/* absent -> WAIT_ACK / WAIT_REC for a pushed message. The in-memory
-	 * store keeps only the state (the core holds the payload); a durable
-	 * store keeps the message too. RB_EEXIST if present. */
-	int (*down_begin)(struct qos_store *s, const char *key, uint16_t msgid, uint8_t qos,
-			  uint16_t msgtype, const uint8_t *payload, size_t len);
+	/* Keep a pushed message once for all its deliveries; *msg_id names it
+	 * in down_begin. The in-memory store keeps nothing (the core holds the
+	 * payload) and sets *msg_id = 0. */
+	int (*msg_add)(struct qos_store *s, uint8_t qos, uint16_t msgtype,
+		       const uint8_t *payload, size_t len, int64_t *msg_id);
+	/* absent -> WAIT_ACK / WAIT_REC for message msg_id. RB_EEXIST if present. */
+	int (*down_begin)(struct qos_store *s, const char *key, uint16_t msgid, int64_t msg_id,
+			  uint8_t qos);
+	/* The delivery went out at least once (a redelivery carries DUP=1). */
+	int (*down_sent)(struct qos_store *s, const char *key, uint16_t msgid);
 	/* Move to st. RB_ENOTFOUND if absent. */
 	int (*down_set)(struct qos_store *s, const char *key, uint16_t msgid,
 			enum down_state st);
 	/* -> absent. RB_OK also when absent. */
 	int (*down_end)(struct qos_store *s, const char *key, uint16_t msgid);
 	enum down_state (*down_get)(struct qos_store *s, const char *key, uint16_t msgid);
+	/* Undelivered messages of key, oldest first (for redelivery). */
+	int (*down_list)(struct qos_store *s, const char *key,
+			 void (*cb)(void *arg, uint16_t msgid, enum down_state st, bool sent,
+				    uint8_t qos, uint16_t msgtype, const uint8_t *payload,
+				    size_t len),
+			 void *arg);
+	/* Count and bytes of key's undelivered messages; drop its oldest. */
+	int (*down_usage)(struct qos_store *s, const char *key, size_t *count, size_t *bytes);
+	int (*down_drop_oldest)(struct qos_store *s, const char *key, uint16_t *msgid);
+	/* Group commit: writes between begin and commit form one transaction.
+	 * The in-memory store has nothing to commit (both are no-ops). */
+	int (*begin)(struct qos_store *s);
+	int (*commit)(struct qos_store *s);
+	int (*rollback)(struct qos_store *s);
 	/* Forget every entry of key, both directions (its connection or
 	 * session ended). */
 	void (*drop_key)(struct qos_store *s, const char *key);
@@ -64,7 +84,12 @@ struct qos_store {
 	const struct qos_store_ops *ops;
 };
 
-/* The in-memory store: state is lost with the process. NULL on ENOMEM. */
+/* The in-memory store: state is lost with the process; used for
+ * connections without a session. NULL on ENOMEM. */
 struct qos_store *qos_mem_new(void);
+
+struct db;
+/* The durable store over an open database (sessions); does not own db. */
+struct qos_store *qos_sqlite_new(struct db *db);
 
 #endif

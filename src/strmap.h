@@ -1,0 +1,22 @@
+/*
+ * strmap.h - chained hash map from a string to a pointer. One owner thread
+ * per map. Keys are copied. Used for device ids (sessions).
+ */
+#ifndef RB_STRMAP_H
+#define RB_STRMAP_H
+
+#include <stddef.h>
+
+struct strmap;
+
+struct strmap *strmap_new(void);
+/* Frees the map and its key copies, not the values. NULL-tolerant. */
+void strmap_free(struct strmap *m);
+void *strmap_get(const struct strmap *m, const char *key);
+/* Insert or replace. RB_OK or RB_ENOMEM. */
+int strmap_put(struct strmap *m, const char *key, void *val);
+/* Remove; returns the old value or NULL. */
+void *strmap_del(struct strmap *m, const char *key);
+size_t strmap_len(const struct strmap *m);
+
+#endif
