@@ -55,6 +55,11 @@ static uint64_t identity_key(const char *identity)
 	return k;
 }
 
+bool conn_reachable(const struct conn *cn)
+{
+	return cn && cn->admitted && cn->state != CONN_HOOK;
+}
+
 struct conn *core_conn_by_identity(struct core *c, const char *identity)
 {
 	if (!identity || strlen(identity) != 64)

@@ -130,6 +130,11 @@ void core_free(struct core *c);
 struct conn *core_conn(struct core *c, uint64_t id);
 /* The connection with this identity, or NULL. */
 struct conn *core_conn_by_identity(struct core *c, const char *identity);
+/* Can the REST API act on cn? True once the connect hook admitted it, also
+ * while its upgrade is still completing: the client may already have its
+ * 101 (sent by the edge) and its backend may subscribe it at once; the edge
+ * keeps what is sent meanwhile until the handshake is done. */
+bool conn_reachable(const struct conn *cn);
 
 /* Queue one packet for a connection. payload is copied. */
 void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos,

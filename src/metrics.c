@@ -130,7 +130,7 @@ char *metrics_render(const struct metric_gauges *g, size_t *len)
 	for (int d = 0; d < 2; d++) {
 		char name[64];
 		snprintf(name, sizeof(name), "rainbow_messages_%s_total", dir[d]);
-		family(&o, name, "counter", d ? "Packets sent to clients, by command and QoS"
+		family(&o, name, "counter", d ? "Packets handed to connections for sending, by command and QoS (QoS 0 copies dropped for slow consumers are in rainbow_drops_total)"
 					      : "Packets received from clients, by command and QoS");
 		for (unsigned cmd = 1; cmd <= PKT_HELLO; cmd++)
 			for (unsigned q = 0; q < 3; q++)

@@ -218,7 +218,7 @@ static void rest_send(struct core *c, struct httpd_req *req)
 	if (identity || device) {
 		struct conn *cn = identity ? core_conn_by_identity(c, identity)
 					   : session_holder(c, device);
-		if (cn && cn->state == CONN_OPEN) {
+		if (conn_reachable(cn)) {
 			one = cn->id;
 			n = 1;
 		} else if (device && session_offline(c, device)) {
@@ -273,7 +273,7 @@ static struct conn *body_conn(struct core *c, struct httpd_req *req, json_t *j)
 		return NULL;
 	}
 	struct conn *cn = core_conn_by_identity(c, identity);
-	if (!cn || cn->state != CONN_OPEN) {
+	if (!conn_reachable(cn)) {
 		fail(req, 404, "no such connection");
 		return NULL;
 	}

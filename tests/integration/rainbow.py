@@ -1,20 +1,30 @@
 """Helpers for the Rainbow integration tests (imported by conftest and tests).
 
 Written from PROTOCOL.md alone, independently of the gateway's C code:
-    - packet codec (A.2, B.1) and v1 signatures (A.6),
+    - packet codec (A.2, B.1), v1 signatures (A.6) and v2 HMAC signatures
+      (docs/rest-api.md),
+    - a REST client (Gateway.rest / Gateway.api) signing with v1, v2 or not at all,
+    - a strict Prometheus text-format parser (parse_prometheus),
     - Stub: client of tests/fixtures/stub_backend.py's control API,
     - Gateway: one rainbow-server process with a generated config,
     - Client: an asyncio websockets client speaking Rainbow packets,
     - RawClient: a hand-rolled blocking WebSocket client (never answers pings),
+    - Collector: reads a Client's frames in the background (optionally answering
+      pushed SENDs with ACK/REC and RELs with COM),
     - bounded waiting helpers (no fixed sleeps where a condition can be polled).
+
+RAINBOW_BIN selects the binary; RAINBOW_LOG_LEVEL (default info) the gateways'
+log_level, e.g. debug to see connections open and close in a failing test's log.
 """
 import asyncio
 import base64
 import collections
 import contextlib
 import hashlib
+import hmac
 import http.client
 import json
+import math
 import os
 import re
 import secrets
@@ -159,6 +169,76 @@ def check_signature(req, token=TOKEN, window=10):
         "bad signature on %s %s" % (req.method, req.target)
 
 
+# ----------------------------------------------------- v2 signatures (rest-api.md)
+
+def rfc3986(s):
+    """Percent-encode everything but A-Z a-z 0-9 - . _ ~ (UTF-8, uppercase hex)."""
+    return urllib.parse.quote(str(s), safe="")
+
+
+def query_pairs(query):
+    """A dict or a sequence of (name, value) as a list of (str, str)."""
+    if query is None:
+        return []
+    items = query.items() if isinstance(query, dict) else query
+    return [(str(k), str(v)) for k, v in items]
+
+
+def canonical_query(pairs):
+    """Every argument except signature (decoded values), sorted by name then
+    value, each re-encoded name=value (RFC 3986), joined by &."""
+    items = sorted((k, v) for k, v in query_pairs(pairs) if k != "signature")
+    return "&".join("%s=%s" % (rfc3986(k), rfc3986(v)) for k, v in items)
+
+
+def string_to_sign_v2(method, path, pairs, body=b""):
+    return "\n".join([method.upper(), path, canonical_query(pairs),
+                      hashlib.sha256(_b(body)).hexdigest()])
+
+
+def sign_v2(token, method, path, pairs, body=b""):
+    """hmac_sha256_hex(token, METHOD\nPATH\nCANONICAL_QUERY\nsha256_hex(BODY))."""
+    return hmac.new(str(token).encode(), string_to_sign_v2(method, path, pairs, body).encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def encode_query(pairs):
+    return "&".join("%s=%s" % (rfc3986(k), rfc3986(v)) for k, v in query_pairs(pairs))
+
+
+def signed_target(method, path, query=None, body=b"", sign="v1", token=TOKEN, now=None,
+                  nonce=None, sign_query=None, sign_body=None, sign_method=None,
+                  sign_path=None):
+    """Build `path?query` with signature arguments appended.
+
+    sign: "v1", "v2" or None (unsigned). For v2 the signature covers `query`
+    plus timestamp and nonce, and `body`; sign_query / sign_body / sign_method /
+    sign_path sign something else instead (to tamper with a request)."""
+    pairs = query_pairs(query)
+    ts = str(int(time.time() if now is None else now))
+    nonce = secrets.token_hex(8) if nonce is None else nonce
+    if sign == "v1":
+        pairs += [("timestamp", ts), ("nonce", nonce), ("signature", sign_v1(token, ts, nonce))]
+    elif sign == "v2":
+        extra = [("timestamp", ts), ("nonce", nonce)]
+        signed = (query_pairs(sign_query) if sign_query is not None else pairs) + extra
+        sig = sign_v2(token, sign_method or method, sign_path or path, signed,
+                      body if sign_body is None else sign_body)
+        pairs += extra + [("signature", sig)]
+    else:
+        assert sign is None, sign
+    return path + ("?" + encode_query(pairs) if pairs else "")
+
+
+def body_bytes(body):
+    """REST body: bytes/str as is, anything else as JSON."""
+    if body is None:
+        return b""
+    if isinstance(body, (bytes, bytearray, str)):
+        return _b(body)
+    return json.dumps(body).encode()
+
+
 # ------------------------------------------------------------------ waiting
 
 def wait_until(pred, timeout, interval=0.02, what="condition"):
@@ -223,6 +303,35 @@ def json_body(resp):
         return json.loads(resp.body.decode())
     except (ValueError, UnicodeDecodeError):
         raise AssertionError("not JSON (HTTP %d): %r" % (resp.status, resp.body[:300]))
+
+
+ApiResponse = collections.namedtuple("ApiResponse", "status json headers raw")
+
+
+def is_json_type(headers):
+    return headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+
+
+def api_response(resp):
+    """A REST answer: assert Content-Type application/json and a JSON body."""
+    assert is_json_type(resp.headers), "HTTP %d Content-Type %r (want application/json): %r" % (
+        resp.status, resp.headers.get("content-type"), resp.body[:200])
+    return ApiResponse(resp.status, json_body(resp), resp.headers, resp.body)
+
+
+def assert_error(r, status, msg=None, names=None):
+    """A REST error: exact HTTP status, {"status":1,"msg":<non-empty str>}; msg
+    exact when given, or containing one of `names`."""
+    assert r.status == status, "HTTP %d (want %d): %r" % (r.status, status, r.raw[:300])
+    assert isinstance(r.json, dict) and set(r.json) == {"status", "msg"}, r.json
+    assert r.json["status"] == 1, r.json
+    m = r.json.get("msg")
+    assert isinstance(m, str) and m, r.json
+    if msg is not None:
+        assert m == msg, "msg %r, want %r" % (m, msg)
+    if names:
+        assert any(n in m for n in names), "msg %r names none of %r" % (m, names)
+    return r.json
 
 
 def _die_with_parent():
@@ -327,6 +436,18 @@ class Stub:
                           what="%d request(s) under %s" % (count, prefix))
         return self.requests(prefix)
 
+    def identities(self, clients):
+        """Identities of many tagged clients with one request listing."""
+        by_tag = {}
+        for r in self.requests("/connect"):
+            by_tag.setdefault(r.header("rbtag"), []).append(r.header("RAINBOWCLIENTIDENTITY"))
+        out = []
+        for c in clients:
+            got = by_tag.get(c.tag, [])
+            assert len(got) == 1, "expected one connect hook for tag %s, got %d" % (c.tag, len(got))
+            out.append(got[0])
+        return out
+
     def connect_request(self, tag):
         """The connect-hook request made for the client tagged `tag`."""
         found = [r for r in self.requests("/connect") if r.header("rbtag") == tag]
@@ -374,7 +495,7 @@ class Gateway:
             "port": self.port,
             "bind": "127.0.0.1",
             "data_dir": str(self.tmp_path / ("data-" + name)),
-            "log_level": "info",
+            "log_level": os.environ.get("RAINBOW_LOG_LEVEL", "info"),
             "log_file": "",
             "security_token": TOKEN,
             "connect_url": stub.url("/connect") if stub else "",
@@ -508,6 +629,88 @@ class Gateway:
         r = self.get(self.signed("/serverinfo/", cluster=1))
         assert r.status == 200, (r.status, r.body)
         return json_body(r)
+
+    sign_scheme = "v1"  # default scheme for rest()/api()
+
+    def rest(self, method, path, query=None, body=None, sign="default", now=None, nonce=None,
+             token=None, sign_query=None, sign_body=None, timeout=10.0, headers=None,
+             target=None):
+        """One REST call (signed with v1 unless told otherwise); HttpResponse.
+        `target` sends that exact path?query instead of building one."""
+        data = body_bytes(body)
+        if target is None:
+            target = signed_target(method, path, query, data,
+                                   self.sign_scheme if sign == "default" else sign,
+                                   self.token if token is None else token, now, nonce,
+                                   sign_query, None if sign_body is None else body_bytes(sign_body))
+        h = {"Content-Type": "application/json" if body is not None and not isinstance(
+            body, (bytes, bytearray, str)) else "application/octet-stream"}
+        h.update(headers or {})
+        return http_request(self.port, method, target, body=data if body is not None else None,
+                            headers=h, timeout=timeout)
+
+    def api(self, method, path, query=None, body=None, **kw):
+        """rest() + the answer must be JSON with Content-Type application/json."""
+        return api_response(self.rest(method, path, query, body, **kw))
+
+    def push(self, query, body, timeout=None, **kw):
+        """POST /send/ (query: dict); HTTP timeout defaults to the call's + 10 s."""
+        if timeout is None:
+            try:
+                timeout = float(dict(query).get("timeout", 10)) + 10
+            except ValueError:
+                timeout = 20
+        return self.api("POST", "/send/", query, body, timeout=timeout, **kw)
+
+    def sub(self, identity, channel, occupy=None):
+        b = {"identity": identity, "channel": channel}
+        if occupy is not None:
+            b["occupy"] = occupy
+        t0 = time.time()
+        r = self.api("POST", "/sub/", body=b)
+        assert (r.status, r.json) == (200, {"status": 0}), (
+            "/sub/ %s at %.3f (%.3f s): HTTP %d %r" % (b, t0, time.time() - t0, r.status, r.json))
+
+    def unsub(self, identity, channel):
+        b = {"identity": identity, "channel": channel}
+        r = self.api("POST", "/unsub/", body=b)
+        assert (r.status, r.json) == (200, {"status": 0}), (
+            "/unsub/ %s: HTTP %d %r" % (b, r.status, r.json))
+
+    def presence(self, channel):
+        """Identities in a channel (GET /presence/), checking the answer's shape."""
+        r = self.api("GET", "/presence/", {"channel": channel})
+        assert r.status == 200, (r.status, r.json)
+        assert set(r.json) == {"status", "channel", "connections"}, r.json
+        assert r.json["status"] == 0 and r.json["channel"] == channel, r.json
+        conns = r.json["connections"]
+        assert isinstance(conns, list), r.json
+        for c in conns:
+            assert isinstance(c, dict) and set(c) == {"identity", "device", "platform"}, r.json
+        ids = [c["identity"] for c in conns]
+        assert len(ids) == len(set(ids)), "identity listed twice: %r" % r.json
+        return ids
+
+    def channels(self):
+        """GET /channels/ as {name: members}, checking the answer's shape."""
+        r = self.api("GET", "/channels/")
+        assert r.status == 200 and set(r.json) == {"status", "channels"}, (r.status, r.json)
+        assert r.json["status"] == 0, r.json
+        out = {}
+        for item in r.json["channels"]:
+            assert isinstance(item, list) and len(item) == 2, r.json
+            assert isinstance(item[0], str) and isinstance(item[1], int), r.json
+            assert item[0] not in out, "channel listed twice: %r" % r.json
+            out[item[0]] = item[1]
+        return out
+
+    def metrics(self):
+        """GET /metrics parsed strictly (parse_prometheus)."""
+        r = self.get("/metrics")
+        assert r.status == 200, (r.status, r.body[:200])
+        ctype = r.headers.get("content-type", "")
+        assert ctype.split(";")[0].strip() == "text/plain", ctype
+        return parse_prometheus(r.body.decode())
 
 
 # ------------------------------------------------------------------ websocket client
@@ -658,8 +861,21 @@ class RawClient:
 
     GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-    def __init__(self, port, path="/connect/", headers=None, timeout=5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, path="/connect/", headers=None, timeout=5.0, rcvbuf=None,
+                 mss=None):
+        if rcvbuf is None and mss is None:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        else:
+            # before connect(), so the advertised window and segment size stay
+            # small (a small MSS also keeps the peer's send buffer from
+            # autotuning to megabytes on loopback)
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if rcvbuf is not None:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if mss is not None:
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+            self.sock.settimeout(timeout)
+            self.sock.connect(("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
         lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port,
                  "Upgrade: websocket", "Connection: Upgrade",
@@ -727,3 +943,240 @@ class RawClient:
     def close(self):
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+# ------------------------------------------------------------------ collector
+
+class Collector:
+    """Reads a Client's frames in a background task, recording
+    (monotonic time, bytes). With auto=True it answers pushed packets like a
+    well-behaved client: SEND qos1 -> ACK(id, reply), SEND qos2 -> REC(id, reply),
+    REL -> COM. `reply` is bytes or a callable(packet) -> bytes."""
+
+    def __init__(self, client, auto=False, reply=b""):
+        self.client = client
+        self.auto = auto
+        self.reply = reply
+        self.frames = []
+        self.closed = None   # the ConnectionClosed exception once closed
+        self.errors = []
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self):
+        ws = self.client.ws
+        try:
+            while True:
+                m = await ws.recv()
+                now = time.monotonic()
+                if isinstance(m, str):
+                    self.errors.append("text frame %r" % m[:80])
+                    m = m.encode()
+                self.frames.append((now, m))
+                if self.auto:
+                    await self._answer(m)
+        except websockets.exceptions.ConnectionClosed as e:
+            self.closed = e
+
+    async def _answer(self, m):
+        try:
+            p = decode(m)
+        except ValueError as e:
+            self.errors.append(str(e))
+            return
+        reply = self.reply(p) if callable(self.reply) else self.reply
+        if p.cmd == SEND and p.qos == 1:
+            await self.client.send(ack(p.msgid, reply))
+        elif p.cmd == SEND and p.qos == 2:
+            await self.client.send(rec(p.msgid, reply))
+        elif p.cmd == REL:
+            await self.client.send(com(p.msgid))
+
+    def data(self):
+        return [m for _, m in self.frames]
+
+    def packets(self):
+        return [decode(m) for _, m in self.frames]
+
+    async def wait_count(self, n, timeout=5.0):
+        await await_until(lambda: len(self.frames) >= n or self.closed is not None, timeout,
+                          what="%d frame(s) (have %d)" % (n, len(self.frames)))
+        assert len(self.frames) >= n, "closed after %d of %d frames: %s" % (
+            len(self.frames), n, self.closed)
+        return self.data()
+
+    async def stop(self):
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+        assert not self.errors, self.errors
+
+
+# ------------------------------------------------------------------ Prometheus text
+
+PROM_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+_PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PROM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_PROM_VALUE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?Inf|NaN")
+_PROM_TS = re.compile(r"-?\d+")
+
+PromFamily = collections.namedtuple("PromFamily", "name type help samples")
+
+
+def _prom_labels(s, pos, where):
+    """Parse {a="x",b="y"} starting at s[pos] == '{'; return (dict, next pos)."""
+    assert s[pos] == "{"
+    pos += 1
+    labels = {}
+    while True:
+        if s[pos:pos + 1] == "}":
+            return labels, pos + 1
+        m = _PROM_LABEL.match(s, pos)
+        assert m, "%s: bad label name at column %d" % (where, pos)
+        name = m.group(0)
+        pos = m.end()
+        assert s[pos:pos + 2] == '="', "%s: expected =\" after label %s" % (where, name)
+        pos += 2
+        val = []
+        while True:
+            assert pos < len(s), "%s: unterminated label value" % where
+            ch = s[pos]
+            if ch == "\\":
+                nxt = s[pos + 1:pos + 2]
+                assert nxt in ("\\", '"', "n"), "%s: bad escape \\%s" % (where, nxt)
+                val.append("\n" if nxt == "n" else nxt)
+                pos += 2
+            elif ch == '"':
+                pos += 1
+                break
+            else:
+                assert ch != "\n"
+                val.append(ch)
+                pos += 1
+        assert name not in labels, "%s: label %s twice" % (where, name)
+        labels[name] = "".join(val)
+        if s[pos:pos + 1] == ",":
+            pos += 1
+            continue
+        assert s[pos:pos + 1] == "}", "%s: expected , or } at column %d" % (where, pos)
+
+
+def parse_prometheus(text):
+    """Strict parser for the Prometheus text exposition format (0.0.4).
+
+    Returns {family: PromFamily(name, type, help, [(sample name, labels, value)])}.
+    Raises AssertionError naming the line for: a malformed line, a sample whose
+    family has no TYPE (or gets its TYPE after its samples), HELP/TYPE twice,
+    a family's lines not grouped together, a duplicate sample, a counter whose
+    name does not end in _total, a histogram without +Inf bucket, with
+    decreasing cumulative buckets, +Inf != _count, or without _sum."""
+    assert text.endswith("\n"), "exposition does not end with a newline"
+    fams = {}
+    helps = set()
+    done = set()        # families whose group of lines is over
+    current = None
+    seen = set()
+
+    def enter(fam, where):
+        nonlocal current
+        if fam != current:
+            assert fam not in done, "%s: lines of %s are not grouped together" % (where, fam)
+            if current is not None:
+                done.add(current)
+            current = fam
+
+    for n, line in enumerate(text.split("\n")[:-1], 1):
+        where = "line %d %r" % (n, line[:120])
+        if line.strip() == "":
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                name = parts[2]
+                assert _PROM_NAME.fullmatch(name), "%s: bad metric name" % where
+                enter(name, where)
+                if parts[1] == "HELP":
+                    assert name not in helps, "%s: second HELP" % where
+                    helps.add(name)
+                    if name in fams:
+                        fams[name] = fams[name]._replace(help=parts[3] if len(parts) > 3 else "")
+                    else:
+                        fams[name] = PromFamily(name, None, parts[3] if len(parts) > 3 else "", [])
+                else:
+                    assert len(parts) == 4 and parts[3] in PROM_TYPES, "%s: bad TYPE" % where
+                    f = fams.get(name)
+                    assert f is None or f.type is None, "%s: second TYPE" % where
+                    assert f is None or not f.samples, "%s: TYPE after samples" % where
+                    fams[name] = PromFamily(name, parts[3], f.help if f else None, [])
+            continue  # any other comment
+        m = _PROM_NAME.match(line)
+        assert m, "%s: bad sample name" % where
+        sname, pos = m.group(0), m.end()
+        labels = {}
+        if line[pos:pos + 1] == "{":
+            labels, pos = _prom_labels(line, pos, where)
+        rest = line[pos:]
+        assert rest.startswith(" "), "%s: no space before the value" % where
+        fields = rest.split(" ")[1:]
+        assert len(fields) in (1, 2) and _PROM_VALUE.fullmatch(fields[0]), \
+            "%s: bad value" % where
+        if len(fields) == 2:
+            assert _PROM_TS.fullmatch(fields[1]), "%s: bad timestamp" % where
+        value = float(fields[0].replace("Inf", "inf").replace("NaN", "nan"))
+        fam = None
+        if sname in fams and fams[sname].type is not None:
+            fam = sname
+        else:
+            for suf, kinds in (("_bucket", ("histogram",)), ("_sum", ("histogram", "summary")),
+                               ("_count", ("histogram", "summary"))):
+                base = sname[:-len(suf)]
+                if sname.endswith(suf) and base in fams and fams[base].type in kinds:
+                    fam = base
+                    break
+        assert fam is not None, "%s: sample of a family without TYPE" % where
+        enter(fam, where)
+        key = (sname, tuple(sorted(labels.items())))
+        assert key not in seen, "%s: duplicate sample" % where
+        seen.add(key)
+        f = fams[fam]
+        if f.type == "counter":
+            assert sname.endswith("_total"), "%s: counter not named *_total" % where
+            assert value >= 0 and not math.isnan(value), "%s: negative counter" % where
+        if f.type == "histogram" and sname == fam + "_bucket":
+            assert "le" in labels, "%s: bucket without le" % where
+        if f.type == "histogram":
+            assert sname != fam, "%s: bare histogram sample" % where
+        f.samples.append((sname, labels, value))
+
+    for f in fams.values():
+        if f.samples:
+            assert f.type is not None, "family %s has no TYPE" % f.name
+        if f.type != "histogram":
+            continue
+        groups = {}
+        for sname, labels, value in f.samples:
+            rest = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+            g = groups.setdefault(rest, {"buckets": [], "count": None, "sum": None})
+            if sname.endswith("_bucket"):
+                le = float(labels["le"].replace("Inf", "inf"))
+                g["buckets"].append((le, value))
+            elif sname.endswith("_count"):
+                g["count"] = value
+            else:
+                g["sum"] = value
+        for rest, g in groups.items():
+            what = "histogram %s%s" % (f.name, dict(rest))
+            b = sorted(g["buckets"])
+            assert b and b[-1][0] == float("inf"), "%s: no +Inf bucket" % what
+            assert len({le for le, _ in b}) == len(b), "%s: bucket le twice" % what
+            for (_, c1), (_, c2) in zip(b, b[1:]):
+                assert c1 <= c2, "%s: buckets not cumulative %r" % (what, b)
+            assert g["count"] is not None and g["sum"] is not None, "%s: _count/_sum missing" % what
+            assert b[-1][1] == g["count"], "%s: +Inf %s != _count %s" % (what, b[-1][1], g["count"])
+    return fams
+
+
+def metric_value(fams, name, **labels):
+    """Sum of the samples named `name` whose labels include `labels`; None if none."""
+    vals = [v for f in fams.values() for s, l, v in f.samples
+            if s == name and all(l.get(k) == str(x) for k, x in labels.items())]
+    return sum(vals) if vals else None

@@ -1,6 +1,7 @@
 """The test helpers themselves, against PROTOCOL.md's verified vectors (no gateway)."""
 import hashlib
 import json
+import urllib.parse
 
 import rainbow as rb
 
@@ -67,3 +68,88 @@ def test_stub_backend_defaults_and_rules(backend):
     assert reqs[1].body == b"hi"
     assert backend.count("/forward/") == 3
     backend.reset()  # these unsigned requests are not the gateway's
+
+
+def test_signature_v2():
+    import hmac
+    pairs = [("timestamp", "1700000000"), ("qos", "1"), ("nonce", "n1"), ("channel", "a b/\u00e9~"),
+             ("msgtype", "2"), ("signature", "ignored")]
+    canon = "channel=a%20b%2F%C3%A9~&msgtype=2&nonce=n1&qos=1&timestamp=1700000000"
+    assert rb.canonical_query(pairs) == canon
+    # sorted by name, then value
+    assert rb.canonical_query([("b", "2"), ("a", "z"), ("a", "y")]) == "a=y&a=z&b=2"
+    body = b'{"m":1}'
+    sts = "POST\n/send/\n" + canon + "\n" + hashlib.sha256(body).hexdigest()
+    assert rb.string_to_sign_v2("POST", "/send/", pairs, body) == sts
+    want = hmac.new(b"tok", sts.encode(), hashlib.sha256).hexdigest()
+    assert rb.sign_v2("tok", "POST", "/send/", pairs, body) == want and len(want) == 64
+    # empty body hashes the empty string
+    assert rb.string_to_sign_v2("GET", "/channels/", [], b"").endswith(
+        "\n\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    # a signed target carries the args and verifies against what it sent
+    t = rb.signed_target("POST", "/send/", {"channel": "c d", "qos": 0}, body, "v2", "tok",
+                         now=1700000000, nonce="abc")
+    path, _, q = t.partition("?")
+    sent = [tuple(urllib.parse.unquote(x) for x in a.split("=", 1)) for a in q.split("&")]
+    assert dict(sent)["signature"] == rb.sign_v2("tok", "POST", path, sent, body)
+    assert dict(sent)["timestamp"] == "1700000000" and dict(sent)["nonce"] == "abc"
+    t1 = rb.signed_target("GET", "/channels/", None, b"", "v1", "tok", now=1700000000, nonce="abc")
+    assert t1 == "/channels/?timestamp=1700000000&nonce=abc&signature=" + rb.sign_v1(
+        "tok", "1700000000", "abc")
+    assert rb.signed_target("GET", "/channels/", None, b"", None) == "/channels/"
+
+
+GOOD_PROM = """# HELP rainbow_x_total Things.
+# TYPE rainbow_x_total counter
+rainbow_x_total{cmd="SEND",qos="1"} 3
+rainbow_x_total{cmd="ACK",qos="0"} 0
+# TYPE rainbow_g gauge
+rainbow_g 1.5e3
+# an ordinary comment
+# HELP rainbow_h_seconds Latency.
+# TYPE rainbow_h_seconds histogram
+rainbow_h_seconds_bucket{le="0.1"} 1
+rainbow_h_seconds_bucket{le="1"} 4
+rainbow_h_seconds_bucket{le="+Inf"} 5
+rainbow_h_seconds_sum 2.5
+rainbow_h_seconds_count 5
+# TYPE rainbow_e gauge
+rainbow_e{path="a\\"b\\\\c\\nd",} NaN 1700000000000
+"""
+
+
+def test_prometheus_parser_accepts_good():
+    fams = rb.parse_prometheus(GOOD_PROM)
+    assert fams["rainbow_x_total"].type == "counter"
+    assert fams["rainbow_x_total"].help == "Things."
+    assert rb.metric_value(fams, "rainbow_x_total", cmd="SEND", qos="1") == 3
+    assert rb.metric_value(fams, "rainbow_x_total") == 3
+    assert rb.metric_value(fams, "rainbow_x_total", cmd="NAK") is None
+    assert rb.metric_value(fams, "rainbow_g") == 1500
+    assert rb.metric_value(fams, "rainbow_h_seconds_count") == 5
+    assert fams["rainbow_e"].samples[0][1] == {"path": 'a"b\\c\nd'}
+
+
+def test_prometheus_parser_rejects_bad():
+    bad = {
+        "no newline at end": GOOD_PROM.rstrip("\n"),
+        "sample without TYPE": GOOD_PROM + "rainbow_new 1\n",
+        "counter not _total": GOOD_PROM + "# TYPE rainbow_c counter\nrainbow_c 1\n",
+        "buckets decrease": GOOD_PROM.replace('le="1"} 4', 'le="1"} 0'),
+        "+Inf != count": GOOD_PROM.replace("rainbow_h_seconds_count 5", "rainbow_h_seconds_count 6"),
+        "no +Inf": GOOD_PROM.replace('rainbow_h_seconds_bucket{le="+Inf"} 5\n', ""),
+        "bad value": GOOD_PROM.replace("rainbow_g 1.5e3", "rainbow_g one"),
+        "unquoted label": GOOD_PROM.replace('qos="1"', "qos=1"),
+        "duplicate sample": GOOD_PROM.replace("rainbow_x_total{cmd=\"ACK\",qos=\"0\"} 0",
+                                              "rainbow_x_total{qos=\"1\",cmd=\"SEND\"} 0"),
+        "not grouped": GOOD_PROM + 'rainbow_x_total{cmd="COM",qos="0"} 1\n',
+        "TYPE twice": GOOD_PROM + "# TYPE rainbow_g gauge\n",
+        "bad type": GOOD_PROM.replace("rainbow_g gauge", "rainbow_g gouge"),
+        "two spaces": GOOD_PROM.replace("rainbow_g 1.5e3", "rainbow_g  1.5e3"),
+    }
+    for name, text in bad.items():
+        try:
+            rb.parse_prometheus(text)
+        except AssertionError:
+            continue
+        raise AssertionError("parser accepted: %s" % name)
