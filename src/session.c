@@ -134,6 +134,10 @@ bool session_attach(struct core *c, struct conn *cn)
 	}
 	cn->session = true;
 	cn->next_msgid = s.next_msgid;
+	/* Channels joined before the session was attached (from the connect
+	 * hook's answer, or a /sub/ during the upgrade) belong to it too. */
+	for (size_t i = 0; i < cn->chans.n; i++)
+		db_sub_add(c->db, cn->device_id, cn->chans.v[i].name);
 	if (present)
 		db_subs_of(c->db, cn->device_id, restore_sub, cn);
 	log_info("device %s: session %s by conn %s", cn->device_id,
