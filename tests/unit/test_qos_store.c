@@ -45,18 +45,17 @@ static void test_upstream_qos2_cycle(void **state)
 static void test_downstream_cycle(void **state)
 {
 	struct qos_store *s = qos_mem_new();
-	const uint8_t pl[] = "{}";
 
 	assert_int_equal(s->ops->down_get(s, "k", 7), DOWN_ABSENT);
-	assert_int_equal(s->ops->down_begin(s, "k", 7, 2, 1002, pl, 2), RB_OK);
-	assert_int_equal(s->ops->down_begin(s, "k", 7, 2, 1002, pl, 2), RB_EEXIST);
+	assert_int_equal(s->ops->down_begin(s, "k", 7, 0, 2), RB_OK);
+	assert_int_equal(s->ops->down_begin(s, "k", 7, 0, 2), RB_EEXIST);
 	assert_int_equal(s->ops->down_get(s, "k", 7), DOWN_WAIT_REC);
 	/* Upstream and downstream ids are separate spaces. */
 	assert_int_equal(s->ops->up_begin(s, "k", 7), RB_OK);
 	assert_int_equal(s->ops->down_set(s, "k", 7, DOWN_WAIT_COM), RB_OK);
 	assert_int_equal(s->ops->down_get(s, "k", 7), DOWN_WAIT_COM);
 	assert_int_equal(s->ops->down_set(s, "k", 8, DOWN_WAIT_COM), RB_ENOTFOUND);
-	assert_int_equal(s->ops->down_begin(s, "k", 8, 1, 1, pl, 2), RB_OK);
+	assert_int_equal(s->ops->down_begin(s, "k", 8, 0, 1), RB_OK);
 	assert_int_equal(s->ops->down_get(s, "k", 8), DOWN_WAIT_ACK);
 	assert_int_equal(s->ops->count(s), 3);
 	assert_int_equal(s->ops->down_end(s, "k", 7), RB_OK);
