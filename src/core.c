@@ -375,11 +375,12 @@ static void conn_opened(struct core *c, struct conn *cn)
 	cn->state = CONN_OPEN;
 	c->n_open++;
 	metric_inc(M_CONN_OPENED);
-	bool present = session_wanted(cn) && session_attach(c, cn);
+	if (cn->tls && session_wanted(cn))
+		cn->session_present = session_attach(c, cn);
 	log_debug("conn %s: open (%s%s)", cn->identity, cn->v2 ? "rainbow.v2" : "v1",
 		  cn->session ? ", session" : "");
 	if (cn->v2)
-		send_hello(c, cn, present);
+		send_hello(c, cn, cn->session_present);
 	if (cn->session)
 		deliver_resume(c, cn);
 }
@@ -398,6 +399,11 @@ void core_admit(struct core *c, struct conn *cn)
 		core_refuse(c, cn, 503, "out of memory");
 		return;
 	}
+	/* Take the session now, not when the WebSocket is up: the ADOPT waits
+	 * for the session's COMMIT, so by the time the client has its 101 its
+	 * session exists and the backend can push to the device at once. */
+	if (session_wanted(cn))
+		cn->session_present = session_attach(c, cn);
 	if (cn->rehead) {
 		/* Consume the head we peeked at; lws gets the rewritten one. It
 		 * is all in the socket buffer already (we saw it), so this does
@@ -527,6 +533,9 @@ static void on_upgrade(void *arg, int fd, struct http_head *head, size_t head_le
 	cn->head_len = head_len;
 	cn->state = CONN_HOOK;
 	cn->rehead = unknown_subprotocols(head);
+	/* lws selects rainbow.v2 whenever it is offered (OPENED confirms). */
+	const char *offer = kv_get(&head->headers, "Sec-WebSocket-Protocol");
+	cn->v2 = offer && header_has_token(offer, "rainbow.v2");
 	if (cn->rehead && strlen(cn->rehead) > 2048) {
 		/* lws replays at most 2048 bytes (its header buffer). */
 		core_refuse(c, cn, 431, "request head too large for an unknown subprotocol");

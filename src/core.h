@@ -57,6 +57,7 @@ struct conn {
 	bool device_given;     /* the client sent X-DEVICEID (not generated) */
 	bool wants_session;    /* session=1 asked for (v2 implies it) */
 	bool session;          /* holds the session of device_id (session.c) */
+	bool session_present;  /* the session existed (HELLO) */
 	int fd;                /* while CONN_HOOK on the plain port, else -1 */
 	size_t head_len;       /* bytes of request head still unread on fd */
 	char *rehead;          /* head to replay to lws instead (see core.c) */

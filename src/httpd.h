@@ -28,6 +28,7 @@ struct httpd_req {
 	const char *body;        /* NUL-terminated copy, body_len bytes */
 	size_t body_len;
 	char peer[64];           /* "ip:port" of the client */
+	void *ctx;               /* the handler's, free to use */
 	void *priv;              /* internal */
 };
 

@@ -23,17 +23,25 @@
 #include "src/log.h"
 #include "src/metrics.h"
 
+static struct core *req_core(struct httpd_req *req)
+{
+	return req->ctx;
+}
+
 static void fail(struct httpd_req *req, int status, const char *msg)
 {
 	metric_inc(M_REST_ERRORS);
 	httpd_reply_error(req, status, msg);
 }
 
+/* Answers go through core_reply: one that follows a state change (a
+ * subscription) leaves only after its COMMIT. */
 static void reply_json(struct httpd_req *req, int status, json_t *j)
 {
+	struct core *c = req_core(req);
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	if (s)
-		httpd_reply(req, status, NULL, s, strlen(s));
+		core_reply(c, req, status, NULL, s, strlen(s));
 	else
 		fail(req, 500, "out of memory");
 	free(s);
@@ -282,7 +290,7 @@ static struct conn *body_conn(struct core *c, struct httpd_req *req, json_t *j)
 
 static void reply_ok(struct httpd_req *req)
 {
-	httpd_reply(req, 200, NULL, "{\"status\":0}", 12);
+	core_reply(req_core(req), req, 200, NULL, "{\"status\":0}", 12);
 }
 
 static void rest_sub(struct core *c, struct httpd_req *req, bool sub)
@@ -530,6 +538,7 @@ static const struct route {
 void rest_handle(struct httpd_req *req, void *arg)
 {
 	struct core *c = arg;
+	req->ctx = c;
 	const char *path = req->head.path;
 	size_t pl = strlen(path);
 

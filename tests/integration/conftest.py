@@ -21,6 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rainbow  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "soak: a longer load run kept short enough for the normal suite "
+        "(size set by environment variables, e.g. RAINBOW_SOAK_N); -m 'not soak' skips it")
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

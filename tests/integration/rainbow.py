@@ -6,7 +6,9 @@ Written from PROTOCOL.md alone, independently of the gateway's C code:
     - a REST client (Gateway.rest / Gateway.api) signing with v1, v2 or not at all,
     - a strict Prometheus text-format parser (parse_prometheus),
     - Stub: client of tests/fixtures/stub_backend.py's control API,
-    - Gateway: one rainbow-server process with a generated config,
+    - Gateway: one rainbow-server process with a generated config (kill9(),
+      wait_killed() and restart() on the same data_dir and ports; read-only
+      queries on its SQLite database: db(), db_counts()),
     - Client: an asyncio websockets client speaking Rainbow packets,
     - RawClient: a hand-rolled blocking WebSocket client (never answers pings),
     - Collector: reads a Client's frames in the background (optionally answering
@@ -30,6 +32,7 @@ import re
 import secrets
 import signal
 import socket
+import sqlite3
 import ssl
 import struct
 import subprocess
@@ -483,6 +486,19 @@ def write_conf(path, opts):
     return path
 
 
+DB_TABLES = ("sessions", "subscriptions", "messages", "deliveries", "upstream")
+
+
+def db_query(path, sql, args=(), timeout=5.0):
+    """Run one query on an SQLite file opened read-only (mode=ro)."""
+    con = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(str(path)), uri=True,
+                          timeout=timeout)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
 class Gateway:
     """One rainbow-server process on free ports with a generated config."""
 
@@ -519,7 +535,9 @@ class Gateway:
         self.problems = []  # found at teardown
 
     # -- process
-    def start(self, extra_args=(), ready_timeout=10.0):
+    def start(self, extra_args=(), ready_timeout=10.0, env=None):
+        """env: extra environment variables for this process only (e.g.
+        {"RAINBOW_CRASH_AT": "push_committed"})."""
         binary = rainbow_bin()
         if not os.access(binary, os.X_OK):
             raise AssertionError("gateway binary %s is missing or not executable "
@@ -528,6 +546,7 @@ class Gateway:
         self.proc = subprocess.Popen([binary, "-f", str(self.conf)] + list(extra_args),
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=str(self.tmp_path),
+                                     env=dict(os.environ, **env) if env else None,
                                      preexec_fn=_die_with_parent)
         self.wait_ready(ready_timeout)
         return self
@@ -577,6 +596,63 @@ class Gateway:
                 return None
         self.exit_code = self.proc.returncode
         return self.exit_code
+
+    # -- expected kills and restarts on the same config, data_dir and ports
+    def kill9(self, timeout=10.0):
+        """SIGKILL the process (an expected kill, not reported as a crash) and reap it."""
+        assert self.running(), "kill9: the gateway is not running"
+        self.expect_exit = True
+        self.proc.kill()
+        self.proc.wait(timeout)
+        return self.proc.returncode
+
+    def wait_killed(self, timeout=10.0):
+        """Wait for the process to SIGKILL itself (RAINBOW_CRASH_AT fault
+        injection); asserts it died of SIGKILL within timeout."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("gateway still running %.1f s after the crash point "
+                                 "should have been reached" % timeout) from None
+        self.expect_exit = True
+        assert self.proc.returncode == -signal.SIGKILL, (
+            "gateway exited with %s, want death by SIGKILL:\n%s" % (
+                self.proc.returncode, self.log_tail()))
+        return self.proc.returncode
+
+    def restart(self, env=None, extra_args=(), ready_timeout=10.0):
+        """Start a new process on the same config (data_dir, database, ports) once
+        the previous one is gone (stop(), kill9() or wait_killed()). An earlier
+        exit that was neither expected nor clean is kept as a problem."""
+        if self.proc is not None:
+            assert not self.running(), "restart: the previous process is still running"
+            rc = self.proc.returncode
+            if not self.expect_exit and rc != 0:
+                self.problems.append("exit status %s before a restart" % rc)
+            with contextlib.suppress(Exception):
+                self.logf.close()
+        self.expect_exit = False
+        self.exit_code = None
+        return self.start(extra_args=extra_args, ready_timeout=ready_timeout, env=env)
+
+    # -- the SQLite database (read only)
+    @property
+    def db_path(self):
+        return Path(self.opts.get("database") or Path(self.opts["data_dir"]) / "rainbow.db")
+
+    def db(self, sql, args=()):
+        """Rows of one query on the gateway's database, opened read-only (WAL:
+        safe beside a running gateway, and after a kill)."""
+        return db_query(self.db_path, sql, args)
+
+    def db_count(self, table, device=None):
+        if device is None:
+            return self.db("SELECT count(*) FROM %s" % table)[0][0]
+        return self.db("SELECT count(*) FROM %s WHERE device = ?" % table, (device,))[0][0]
+
+    def db_counts(self):
+        """{table: rows} for sessions, subscriptions, messages, deliveries, upstream."""
+        return {t: self.db_count(t) for t in DB_TABLES}
 
     def teardown(self):
         """Always stop; return a list of problems (sanitizer output, crash, hang)."""
