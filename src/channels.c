@@ -5,35 +5,26 @@
 
 #include "protocol/rb.h"
 #include "src/idmap.h"
+#include "src/strmap.h"
 
 struct channel {
-	struct channel *next;
 	struct idmap members;
+	size_t slot; /* index in channels.all */
 	char name[];
 };
 
 struct channels {
-	struct channel **buckets;
-	size_t cap; /* power of two */
-	size_t len;
+	struct strmap *by_name; /* name -> struct channel */
+	/* For channels_foreach: every channel, unordered; a channel's slot is
+	 * filled by the last one when it goes (O(1) removal). */
+	struct channel **all;
+	size_t len, cap;
 };
-
-static size_t hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ull;
-	return (size_t)h;
-}
 
 struct channels *channels_new(void)
 {
 	struct channels *ch = calloc(1, sizeof(*ch));
-	if (!ch)
-		return NULL;
-	ch->cap = 256;
-	ch->buckets = calloc(ch->cap, sizeof(*ch->buckets));
-	if (!ch->buckets) {
+	if (!ch || !(ch->by_name = strmap_new())) {
 		free(ch);
 		return NULL;
 	}
@@ -44,88 +35,80 @@ void channels_free(struct channels *ch)
 {
 	if (!ch)
 		return;
-	for (size_t i = 0; i < ch->cap; i++) {
-		struct channel *c = ch->buckets[i], *next;
-		for (; c; c = next) {
-			next = c->next;
-			idmap_free(&c->members);
-			free(c);
-		}
+	for (size_t i = 0; i < ch->len; i++) {
+		idmap_free(&ch->all[i]->members);
+		free(ch->all[i]);
 	}
-	free(ch->buckets);
+	free(ch->all);
+	strmap_free(ch->by_name);
 	free(ch);
 }
 
-static struct channel **find(const struct channels *ch, const char *name)
+static int add_channel(struct channels *ch, struct channel *c)
 {
-	struct channel **pp = &ch->buckets[hash(name) & (ch->cap - 1)];
-	while (*pp && strcmp((*pp)->name, name) != 0)
-		pp = &(*pp)->next;
-	return pp;
+	if (ch->len == ch->cap) {
+		size_t ncap = ch->cap ? ch->cap * 2 : 64;
+		struct channel **na = realloc(ch->all, ncap * sizeof(*na));
+		if (!na)
+			return RB_ENOMEM;
+		ch->all = na;
+		ch->cap = ncap;
+	}
+	if (strmap_put(ch->by_name, c->name, c) != RB_OK)
+		return RB_ENOMEM;
+	c->slot = ch->len;
+	ch->all[ch->len++] = c;
+	return RB_OK;
 }
 
-static void grow(struct channels *ch)
+static void drop_channel(struct channels *ch, struct channel *c)
 {
-	size_t ncap = ch->cap * 2;
-	struct channel **nb = calloc(ncap, sizeof(*nb));
-	if (!nb)
-		return; /* longer chains, still correct */
-	for (size_t i = 0; i < ch->cap; i++) {
-		struct channel *c = ch->buckets[i], *next;
-		for (; c; c = next) {
-			next = c->next;
-			struct channel **slot = &nb[hash(c->name) & (ncap - 1)];
-			c->next = *slot;
-			*slot = c;
-		}
-	}
-	free(ch->buckets);
-	ch->buckets = nb;
-	ch->cap = ncap;
+	strmap_del(ch->by_name, c->name);
+	struct channel *last = ch->all[--ch->len];
+	ch->all[c->slot] = last;
+	last->slot = c->slot;
+	idmap_free(&c->members);
+	free(c);
 }
 
 int channels_sub(struct channels *ch, const char *name, uint64_t conn_id)
 {
-	struct channel **pp = find(ch, name), *c = *pp;
+	struct channel *c = strmap_get(ch->by_name, name);
 	if (!c) {
 		size_t n = strlen(name);
 		c = calloc(1, sizeof(*c) + n + 1);
 		if (!c)
 			return RB_ENOMEM;
 		memcpy(c->name, name, n + 1);
-		*pp = c;
-		ch->len++;
+		if (add_channel(ch, c) != RB_OK) {
+			free(c);
+			return RB_ENOMEM;
+		}
 	} else if (idmap_get(&c->members, conn_id)) {
 		return RB_EEXIST;
 	}
 	if (idmap_put(&c->members, conn_id, c) != RB_OK) {
 		if (!c->members.len)
-			channels_unsub(ch, name, 0);
+			drop_channel(ch, c);
 		return RB_ENOMEM;
 	}
-	if (ch->len > ch->cap)
-		grow(ch);
 	return RB_OK;
 }
 
 int channels_unsub(struct channels *ch, const char *name, uint64_t conn_id)
 {
-	struct channel **pp = find(ch, name), *c = *pp;
+	struct channel *c = strmap_get(ch->by_name, name);
 	if (!c)
 		return RB_ENOTFOUND;
-	int rc = conn_id && idmap_del(&c->members, conn_id) ? RB_OK : RB_ENOTFOUND;
-	if (!c->members.len) {
-		*pp = c->next;
-		idmap_free(&c->members);
-		free(c);
-		ch->len--;
-	}
+	int rc = idmap_del(&c->members, conn_id) ? RB_OK : RB_ENOTFOUND;
+	if (!c->members.len)
+		drop_channel(ch, c);
 	return rc;
 }
 
 const struct idmap *channels_members(const struct channels *ch, const char *name)
 {
-	struct channel *c = *find(ch, name);
+	struct channel *c = strmap_get(ch->by_name, name);
 	return c ? &c->members : NULL;
 }
 
@@ -136,7 +119,6 @@ size_t channels_count(const struct channels *ch)
 
 void channels_foreach(const struct channels *ch, channels_fn fn, void *arg)
 {
-	for (size_t i = 0; i < ch->cap; i++)
-		for (struct channel *c = ch->buckets[i]; c; c = c->next)
-			fn(c->name, c->members.len, arg);
+	for (size_t i = 0; i < ch->len; i++)
+		fn(ch->all[i]->name, ch->all[i]->members.len, arg);
 }
