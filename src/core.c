@@ -236,10 +236,6 @@ void core_reply(struct core *c, struct httpd_req *req, int status, const char *c
 	c->held_replies_tail = r;
 }
 
-static void push_edge(struct core *c, struct xq_msg *m)
-{
-	core_push_edge(c, m);
-}
 
 void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos,
 		      bool dup, uint16_t msgid, uint16_t msgtype,
@@ -261,7 +257,7 @@ void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos
 	}
 	m->buf = b;
 	m->rcpts[0].id = conn_id;
-	push_edge(c, m);
+	core_push_edge(c, m);
 	metric_packet(1, cmd, qos);
 }
 
@@ -286,7 +282,7 @@ void core_close_conn(struct core *c, uint64_t conn_id, uint16_t code, const char
 		return;
 	m->code = code;
 	m->text = reason ? strdup(reason) : NULL;
-	push_edge(c, m);
+	core_push_edge(c, m);
 }
 
 void core_flow(struct core *c, struct conn *cn, bool on)
@@ -296,7 +292,7 @@ void core_flow(struct core *c, struct conn *cn, bool on)
 		return;
 	m->flags = on ? XQF_ON : 0;
 	cn->rx_paused = !on;
-	push_edge(c, m);
+	core_push_edge(c, m);
 }
 
 static void send_hello(struct core *c, struct conn *cn, bool present)
@@ -426,7 +422,7 @@ void core_admit(struct core *c, struct conn *cn)
 	m->fd = cn->fd;
 	cn->fd = -1;
 	cn->state = CONN_UPGRADING;
-	push_edge(c, m);
+	core_push_edge(c, m);
 }
 
 void core_refuse(struct core *c, struct conn *cn, int status, const char *msg)
@@ -684,7 +680,11 @@ static void begin_closing(struct core *c)
 			i = 0; /* the map changed */
 		}
 	}
-	push_edge(c, xq_msg_new(XQ_STOP, 0, 0));
+	struct xq_msg *m = xq_msg_new(XQ_STOP, 0, 0);
+	if (m)
+		core_push_edge(c, m);
+	else
+		event_base_loopexit(c->base, NULL); /* cannot close politely */
 	arm_stop_timer(c);
 }
 
