@@ -317,6 +317,9 @@ static void rest_sub(struct core *c, struct httpd_req *req, bool sub)
 					conn_unsub(c, other, channel);
 			}
 			free(ids);
+			/* Offline sessions are members too: they leave as well. */
+			core_batch(c);
+			db_sub_evict(c->db, channel, cn->session ? cn->device_id : NULL);
 		}
 		if (sub)
 			conn_sub(c, cn, channel);

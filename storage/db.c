@@ -133,6 +133,7 @@ enum stmt {
 	ST_RELEASE_ALL,
 	ST_SUB_ADD,
 	ST_SUB_DEL,
+	ST_SUB_EVICT,
 	ST_SUBS_OF,
 	ST_OFFLINE,
 	ST_MSG_ADD,
@@ -178,6 +179,7 @@ static const char *const sql_text[ST_COUNT_] = {
 	[ST_SUB_ADD] = "INSERT INTO subscriptions(device, channel) VALUES(?1, ?2)"
 		       " ON CONFLICT(device, channel) DO NOTHING",
 	[ST_SUB_DEL] = "DELETE FROM subscriptions WHERE device = ?1 AND channel = ?2",
+	[ST_SUB_EVICT] = "DELETE FROM subscriptions WHERE channel = ?2 AND device <> ?1",
 	[ST_SUBS_OF] = "SELECT channel FROM subscriptions WHERE device = ?1 ORDER BY channel",
 	[ST_OFFLINE] = "SELECT s.device FROM subscriptions AS s"
 		       " JOIN sessions AS x ON x.device = s.device"
@@ -790,6 +792,11 @@ int db_sub_add(struct db *db, const char *device, const char *channel)
 int db_sub_del(struct db *db, const char *device, const char *channel)
 {
 	return sub_change(db, ST_SUB_DEL, device, channel);
+}
+
+int db_sub_evict(struct db *db, const char *channel, const char *keep_device)
+{
+	return sub_change(db, ST_SUB_EVICT, keep_device ? keep_device : "", channel);
 }
 
 /* Each row's first column, a string, to cb. */

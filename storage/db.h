@@ -101,6 +101,8 @@ int db_sessions_release_all(struct db *db, int64_t at);
 
 int db_sub_add(struct db *db, const char *device, const char *channel);  /* idempotent */
 int db_sub_del(struct db *db, const char *device, const char *channel);  /* idempotent */
+/* Every device but keep_device (NULL: none kept) leaves channel (occupy). */
+int db_sub_evict(struct db *db, const char *channel, const char *keep_device);
 typedef void (*db_str_cb)(const char *s, void *arg);
 /* A device's channels, sorted. */
 int db_subs_of(struct db *db, const char *device, db_str_cb cb, void *arg);

@@ -554,3 +554,33 @@ def test_resume_across_clean_restart(gateway, backend):
     run(after())
     assert counts(gw) == {"sessions": 1, "subscriptions": 1, "messages": 0,
                           "deliveries": 0, "upstream": 0}, counts(gw)
+
+
+def test_occupy_evicts_offline_sessions(gateway, backend):
+    """occupy makes the channel the occupier's alone: a session subscribed while
+    offline leaves it too (its row goes) and gets none of the channel's later
+    pushes on resume."""
+    gw = gateway(retry_interval=0.5)
+
+    async def body():
+        off = await open_session(gw, "occ-off")
+        gw.sub(off.identity, "room")
+        await off.close()
+        await wait_offline(gw, "occ-off")
+        assert subscriptions(gw, "occ-off") == ["room"]
+        owner = await open_session(gw, "occ-own")
+        gw.sub(owner.identity, "room", occupy=True)
+        assert subscriptions(gw, "occ-off") == []
+        assert subscriptions(gw, "occ-own") == ["room"]
+        call = start_push(gw, cq("room"), b"mine")
+        mid, _ = check_send(await owner.recv(3), 1, b"mine", dup=False)
+        await owner.send(rb.ack(mid))
+        r = await call
+        assert r.status == 200 and r.json["connections"] == 1 and r.json["pending"] == 0, r.json
+        back = await open_session(gw, "occ-off")
+        await back.expect_no_frame(1.0)
+        assert gw.presence("room") == [owner.identity]
+        await back.close()
+        await owner.close()
+    run(body())
+    assert counts(gw)["deliveries"] == 0, counts(gw)

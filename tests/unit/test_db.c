@@ -739,6 +739,31 @@ static void test_session_expire_owned(void **state)
 
 /* ---- subscriptions ---- */
 
+/* Occupy: every other device leaves the channel; other channels untouched. */
+static void test_sub_evict(void **state)
+{
+	struct fx *f = *state;
+	struct db *db = open_ok(f, DB_NORMAL);
+	struct strs l = { 0 };
+
+	assert_int_equal(db_sub_add(db, "a", "room"), RB_OK);
+	assert_int_equal(db_sub_add(db, "b", "room"), RB_OK);
+	assert_int_equal(db_sub_add(db, "c", "room"), RB_OK);
+	assert_int_equal(db_sub_add(db, "b", "other"), RB_OK);
+	COUNTS(db, 0, 4, 0, 0, 0);
+	assert_int_equal(db_sub_evict(db, "room", "b"), RB_OK);
+	COUNTS(db, 0, 2, 0, 0, 0);
+	assert_int_equal(db_subs_of(db, "b", collect_str, &l), RB_OK);
+	check_strs(&l, (const char *const[]){ "other", "room", NULL });
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(db_subs_of(db, "a", collect_str, &l), RB_OK);
+	assert_int_equal(l.n, 0);
+	/* NULL keeps nobody. */
+	assert_int_equal(db_sub_evict(db, "room", NULL), RB_OK);
+	COUNTS(db, 0, 1, 0, 0, 0);
+	db_close(db);
+}
+
 static void test_subscriptions(void **state)
 {
 	struct fx *f = *state;
@@ -1513,6 +1538,7 @@ int main(int argc, char **argv)
 		T(test_sessions),
 		T(test_session_delete_owned),
 		T(test_session_expire_owned),
+		T(test_sub_evict),
 		T(test_subscriptions),
 		T(test_deliveries),
 		T(test_drop_oldest),
