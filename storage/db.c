@@ -1,11 +1,14 @@
 /*
  * db.c - the gateway's SQLite database (contract in storage/db.h).
  *
- * Schema, version 1 (the migrations[] table below is the authority):
+ * Schema, version 2 (the migrations[] table below is the authority):
  *
  *   schema_version(version INTEGER NOT NULL)                  exactly one row
- *   sessions(device TEXT PRIMARY KEY, expires_at INTEGER, next_msgid INTEGER)
+ *   sessions(device TEXT PRIMARY KEY, expires_at INTEGER, next_msgid INTEGER,
+ *            queued INTEGER, queued_bytes INTEGER)                         (v2)
  *       WITHOUT ROWID; sessions_expiry ON sessions(expires_at) WHERE expires_at > 0
+ *       TRIGGER sessions_usage: AFTER INSERT, sets queued/queued_bytes from
+ *       the deliveries already there (v2)
  *   subscriptions(device TEXT, channel TEXT, PRIMARY KEY(device, channel))
  *       WITHOUT ROWID; subscriptions_channel ON subscriptions(channel)
  *   messages(id INTEGER PRIMARY KEY, msgtype INTEGER, qos INTEGER, payload BLOB)
@@ -14,7 +17,10 @@
  *              sent INTEGER, seq INTEGER, PRIMARY KEY(device, msgid))
  *       WITHOUT ROWID; deliveries_message ON deliveries(message_id);
  *       UNIQUE deliveries_order ON deliveries(device, seq)
- *       TRIGGER deliveries_gc: AFTER DELETE, deletes the message when no
+ *       TRIGGER deliveries_usage_add: AFTER INSERT, adds 1 and the
+ *       message's payload length to the device's session row (v2)
+ *       TRIGGER deliveries_gc: AFTER DELETE, subtracts 1 and the payload
+ *       length from the session row (v2), then deletes the message when no
  *       delivery references it any more
  *   upstream(device TEXT, msgid INTEGER, state INTEGER, reply BLOB,
  *            PRIMARY KEY(device, msgid))
@@ -34,6 +40,21 @@
  *   an index walk and survives msgid wrap-around.
  * - sessions_expiry is partial: connected sessions (expires_at = 0), which
  *   change most often, are not in it.
+ * - sessions.queued/queued_bytes are the count and payload bytes of the
+ *   device's deliveries (db_dlv_usage, read on every push to a session, is
+ *   then one primary-key lookup instead of a scan of the backlog). Triggers
+ *   keep them exact in the same statement as the change, so every path
+ *   (add, delete, drop oldest, session delete/expire, rollbacks) obeys them.
+ *   The decrement and the message delete are one trigger, in that order:
+ *   the length must be read before the message row may go, and SQLite does
+ *   not document the order in which two triggers on one event fire.
+ *   Deliveries of a device with no session row update nothing; that
+ *   device's usage is counted by a scan (db_dlv_usage), and a session row
+ *   inserted later starts from the deliveries already there
+ *   (sessions_usage; an upsert that updates does not fire it). Nothing
+ *   updates deliveries.device/message_id or messages.payload, and a message
+ *   with deliveries cannot be deleted (foreign key), so no other trigger is
+ *   needed.
  *
  * Statements are prepared once at open and reset (bindings cleared) after
  * every use, so the SQLITE_STATIC pointers bound never outlive a call. An
@@ -63,8 +84,9 @@
 #define DB_BUSY_MS 100
 
 /* migrations[v] takes the schema from version v to v + 1, inside the one
- * transaction db_open runs; the driver then records v + 1. Adding version 2
- * is one more entry here and DB_SCHEMA_VERSION = 2 in db.h. */
+ * transaction db_open runs; the driver then records v + 1. Adding version 3
+ * is one more entry here and DB_SCHEMA_VERSION = 3 in db.h. A step never
+ * changes once released: a database may be at any earlier version. */
 static const char *const migrations[] = {
 	/* 0 -> 1 */
 	"CREATE TABLE schema_version(version INTEGER NOT NULL);"
@@ -108,6 +130,39 @@ static const char *const migrations[] = {
 	" reply BLOB,"
 	" PRIMARY KEY(device, msgid)"
 	");",
+	/* 1 -> 2: per-session usage counters, backfilled; deliveries_gc
+	 * replaced by one that also keeps them (see the top of the file). */
+	"ALTER TABLE sessions ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE sessions ADD COLUMN queued_bytes INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE sessions SET"
+	" queued = (SELECT count(*) FROM deliveries AS d JOIN messages AS m"
+	"  ON m.id = d.message_id WHERE d.device = sessions.device),"
+	" queued_bytes = (SELECT ifnull(sum(length(m.payload)), 0) FROM deliveries AS d"
+	"  JOIN messages AS m ON m.id = d.message_id WHERE d.device = sessions.device);"
+	"DROP TRIGGER deliveries_gc;"
+	/* ifnull: a delivery of a missing message must fail on its foreign
+	 * key (RB_ENOTFOUND), not on queued_bytes NOT NULL. */
+	"CREATE TRIGGER deliveries_usage_add AFTER INSERT ON deliveries BEGIN"
+	" UPDATE sessions SET queued = queued + 1, queued_bytes = queued_bytes +"
+	"  ifnull((SELECT length(payload) FROM messages WHERE id = NEW.message_id), 0)"
+	"  WHERE device = NEW.device;"
+	" END;"
+	"CREATE TRIGGER deliveries_gc AFTER DELETE ON deliveries BEGIN"
+	" UPDATE sessions SET queued = queued - 1, queued_bytes = queued_bytes -"
+	"  ifnull((SELECT length(payload) FROM messages WHERE id = OLD.message_id), 0)"
+	"  WHERE device = OLD.device;"
+	" DELETE FROM messages WHERE id = OLD.message_id"
+	"  AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = OLD.message_id);"
+	" END;"
+	"CREATE TRIGGER sessions_usage AFTER INSERT ON sessions"
+	" WHEN EXISTS (SELECT 1 FROM deliveries WHERE device = NEW.device) BEGIN"
+	" UPDATE sessions SET"
+	"  queued = (SELECT count(*) FROM deliveries AS d JOIN messages AS m"
+	"   ON m.id = d.message_id WHERE d.device = NEW.device),"
+	"  queued_bytes = (SELECT ifnull(sum(length(m.payload)), 0) FROM deliveries AS d"
+	"   JOIN messages AS m ON m.id = d.message_id WHERE d.device = NEW.device)"
+	"  WHERE device = NEW.device;"
+	" END;",
 };
 
 _Static_assert(RB_ARRAY_LEN(migrations) == DB_SCHEMA_VERSION,
@@ -143,6 +198,7 @@ enum stmt {
 	ST_DLV_DEL,
 	ST_DLV_LIST,
 	ST_DLV_USAGE,
+	ST_DLV_USAGE_SCAN,
 	ST_DLV_DROP,
 	ST_UP_GET,
 	ST_UP_BEGIN,
@@ -194,10 +250,13 @@ static const char *const sql_text[ST_COUNT_] = {
 	[ST_DLV_LIST] = "SELECT d.msgid, d.state, d.sent, m.msgtype, m.qos, m.payload"
 			" FROM deliveries AS d JOIN messages AS m ON m.id = d.message_id"
 			" WHERE d.device = ?1 ORDER BY d.seq",
-	/* length() of a blob column reads its size, not its overflow pages. */
-	[ST_DLV_USAGE] = "SELECT count(*), ifnull(sum(length(m.payload)), 0)"
-			 " FROM deliveries AS d JOIN messages AS m ON m.id = d.message_id"
-			 " WHERE d.device = ?1",
+	/* Kept by triggers: one lookup, whatever the backlog. */
+	[ST_DLV_USAGE] = "SELECT queued, queued_bytes FROM sessions WHERE device = ?1",
+	/* A device with no session row. length() of a blob column reads its
+	 * size, not its overflow pages. */
+	[ST_DLV_USAGE_SCAN] = "SELECT count(*), ifnull(sum(length(m.payload)), 0)"
+			      " FROM deliveries AS d JOIN messages AS m ON m.id = d.message_id"
+			      " WHERE d.device = ?1",
 	/* One statement, so it is atomic without a savepoint. */
 	[ST_DLV_DROP] = "DELETE FROM deliveries WHERE device = ?1 AND seq ="
 			" (SELECT min(seq) FROM deliveries WHERE device = ?1) RETURNING msgid",
@@ -948,6 +1007,7 @@ int db_dlv_list(struct db *db, const char *device, db_dlv_cb cb, void *arg)
 	return RB_OK;
 }
 
+/* The session row's counters; without a session row, a scan. */
 int db_dlv_usage(struct db *db, const char *device, size_t *count, size_t *bytes)
 {
 	sqlite3_stmt *st = stmt(db, ST_DLV_USAGE);
@@ -957,7 +1017,15 @@ int db_dlv_usage(struct db *db, const char *device, size_t *count, size_t *bytes
 		return RB_EINVAL;
 	if ((rc = bind_text(st, 1, device)) != SQLITE_OK)
 		return fail(db, st, rc);
-	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+	if ((rc = sqlite3_step(st)) == SQLITE_DONE) {
+		done(st);
+		if (!(st = stmt(db, ST_DLV_USAGE_SCAN)))
+			return RB_EINVAL;
+		if ((rc = bind_text(st, 1, device)) != SQLITE_OK)
+			return fail(db, st, rc);
+		rc = sqlite3_step(st);
+	}
+	if (rc != SQLITE_ROW)
 		return fail(db, st, rc);
 	if (count)
 		*count = (size_t)sqlite3_column_int64(st, 0);

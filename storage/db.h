@@ -7,6 +7,7 @@
  *
  * What it keeps, per device session (key = device id):
  *   sessions       device, expires_at (0 while connected), next_msgid
+ *                  and the count/bytes of its deliveries (db_dlv_usage)
  *   subscriptions  (device, channel)
  *   messages       id, msgtype, qos, payload: one row per pushed message,
  *                  shared by its deliveries (the refcounted-body split)
@@ -49,7 +50,7 @@
 
 enum db_durability { DB_OFF = 0, DB_NORMAL = 1, DB_FULL = 2 };
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 
 struct db;
 
@@ -146,7 +147,8 @@ typedef void (*db_dlv_cb)(const struct db_dlv *d, void *arg);
 int db_dlv_list(struct db *db, const char *device, db_dlv_cb cb, void *arg);
 /* Count and payload bytes of a device's deliveries (for the per-session
  * caps); a message delivered twice to the device counts twice. Either
- * pointer may be NULL. */
+ * pointer may be NULL. O(1) for a device with a session row (counters kept
+ * in it); a device without one is counted by a scan of its deliveries. */
 int db_dlv_usage(struct db *db, const char *device, size_t *count, size_t *bytes);
 /* Delete a device's oldest delivery (and its orphaned message). RB_ENOTFOUND
  * if none. *msgid receives the id deleted. */

@@ -289,7 +289,8 @@ static void test_open_fresh(void **state)
 				    " AND name IN ('sessions_expiry', 'subscriptions_channel',"
 				    " 'deliveries_message', 'deliveries_order')"), 4);
 	assert_int_equal(raw_int(h, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
-				    " AND name = 'deliveries_gc'"), 1);
+				    " AND name IN ('deliveries_gc', 'deliveries_usage_add',"
+				    " 'sessions_usage')"), 3);
 	assert_int_equal(raw_int(h, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
 				    " AND sql LIKE '%WITHOUT ROWID'"), 3);
 	sqlite3_close(h);
@@ -323,7 +324,7 @@ static void test_reopen_v1_no_change(void **state)
 	assert_int_equal(raw_int(h, "PRAGMA schema_version"), cookie);
 	raw_text(h, q, schema2, sizeof(schema2));
 	assert_string_equal(schema1, schema2);
-	assert_int_equal(raw_int(h, "SELECT version FROM schema_version"), 1);
+	assert_int_equal(raw_int(h, "SELECT version FROM schema_version"), DB_SCHEMA_VERSION);
 	assert_int_equal(raw_int(h, "SELECT count(*) FROM schema_version"), 1);
 	sqlite3_close(h);
 }
@@ -339,8 +340,8 @@ static void test_newer_schema_refused(void **state)
 	sqlite3_close(h);
 
 	assert_null(db_open(f->path, DB_NORMAL, f->err, sizeof(f->err)));
-	snprintf(want, sizeof(want), "%s: schema version 99 is newer than this build (1)",
-		 f->path);
+	snprintf(want, sizeof(want), "%s: schema version 99 is newer than this build (%d)",
+		 f->path, DB_SCHEMA_VERSION);
 	assert_string_equal(f->err, want);
 
 	h = raw_open(f->path); /* untouched */
@@ -974,6 +975,277 @@ static void test_usage(void **state)
 	db_close(db);
 }
 
+/* db_dlv_usage for device, and the session row's counters when it has one,
+ * against a COUNT/SUM made by another connection (outside a batch only). */
+static void check_usage(struct db *db, sqlite3 *h, const char *device, int line)
+{
+	char q[512];
+	size_t c = 999, b = 999;
+	int64_t want_c, want_b;
+
+	snprintf(q, sizeof(q), "SELECT count(*) FROM deliveries AS d JOIN messages AS m"
+		 " ON m.id = d.message_id WHERE d.device = '%s'", device);
+	want_c = raw_int(h, q);
+	snprintf(q, sizeof(q), "SELECT ifnull(sum(length(m.payload)), 0) FROM deliveries AS d"
+		 " JOIN messages AS m ON m.id = d.message_id WHERE d.device = '%s'", device);
+	want_b = raw_int(h, q);
+	assert_int_equal(db_dlv_usage(db, device, &c, &b), RB_OK);
+	if (c != (size_t)want_c || b != (size_t)want_b) {
+		print_error("line %d: usage(%s) %zu/%zu, want %lld/%lld\n", line, device, c, b,
+			    (long long)want_c, (long long)want_b);
+		fail();
+	}
+	snprintf(q, sizeof(q), "SELECT count(*) FROM sessions WHERE device = '%s'", device);
+	if (raw_int(h, q) == 1) {
+		snprintf(q, sizeof(q), "SELECT queued FROM sessions WHERE device = '%s'", device);
+		assert_int_equal(raw_int(h, q), want_c);
+		snprintf(q, sizeof(q), "SELECT queued_bytes FROM sessions WHERE device = '%s'",
+			 device);
+		assert_int_equal(raw_int(h, q), want_b);
+	}
+}
+
+static void check_usage_all(struct db *db, sqlite3 *h, int line)
+{
+	static const char *const devs[] = { "a", "b", "c", "nosession" };
+	for (size_t i = 0; i < RB_ARRAY_LEN(devs); i++)
+		check_usage(db, h, devs[i], line);
+}
+#define USAGE(db, h) check_usage_all((db), (h), __LINE__)
+
+/* The session counters stay exact through every path that adds or deletes
+ * deliveries, failed calls and rolled-back batches included. */
+static void test_usage_counters(void **state)
+{
+	struct fx *f = *state;
+	struct db *db = open_ok(f, DB_NORMAL);
+	sqlite3 *h = raw_open(f->path);
+	struct db_session live = sess(0, 0), later = sess(500, 0);
+	char big[3000];
+	int64_t m[5];
+	uint16_t msgid;
+	size_t n;
+
+	memset(big, 'q', sizeof(big));
+	assert_int_equal(db_session_put(db, "a", &live), RB_OK);
+	assert_int_equal(db_session_put(db, "b", &later), RB_OK);
+	USAGE(db, h);
+	assert_int_equal(db_msg_add(db, 1, 1, big, 10, &m[0]), RB_OK);
+	assert_int_equal(db_msg_add(db, 1, 1, big, 0, &m[1]), RB_OK);
+	assert_int_equal(db_msg_add(db, 1, 2, big, sizeof(big), &m[2]), RB_OK); /* overflow pages */
+	assert_int_equal(db_msg_add(db, 1, 1, big, 77, &m[3]), RB_OK);
+	assert_int_equal(db_msg_add(db, 1, 1, big, 5, &m[4]), RB_OK);
+	for (uint16_t i = 1; i <= 5; i++) {
+		assert_int_equal(db_dlv_add(db, "a", i, m[i - 1], 1), RB_OK);
+		assert_int_equal(db_dlv_add(db, "b", i, m[5 - i], 1), RB_OK);
+		assert_int_equal(db_dlv_add(db, "nosession", i, m[i % 5], 1), RB_OK);
+	}
+	assert_int_equal(db_dlv_add(db, "a", 6, m[2], 2), RB_OK); /* counted per delivery */
+	USAGE(db, h);
+
+	/* Refused adds change nothing. */
+	assert_int_equal(db_dlv_add(db, "a", 6, m[0], 1), RB_EEXIST);
+	assert_int_equal(db_dlv_add(db, "a", 7, 999999, 1), RB_ENOTFOUND);
+	assert_int_equal(db_dlv_add(db, "a", 7, m[0], 9), RB_EINVAL);
+	USAGE(db, h);
+	/* Updates of a delivery's state change nothing either. */
+	assert_int_equal(db_dlv_set_state(db, "a", 1, 3), RB_OK);
+	assert_int_equal(db_dlv_set_sent(db, "a", 1), RB_OK);
+	assert_int_equal(db_session_put(db, "a", &live), RB_OK); /* upsert: counters kept */
+	USAGE(db, h);
+
+	/* Deletes: one, an absent one, the oldest (its message shared or not). */
+	assert_int_equal(db_dlv_del(db, "a", 3), RB_OK);
+	assert_int_equal(db_dlv_del(db, "a", 3), RB_OK);
+	USAGE(db, h);
+	assert_int_equal(db_dlv_drop_oldest(db, "a", &msgid), RB_OK);
+	assert_int_equal(msgid, 1);
+	assert_int_equal(db_dlv_drop_oldest(db, "b", &msgid), RB_OK);
+	assert_int_equal(msgid, 1);
+	USAGE(db, h);
+
+	/* A batch: counted as it goes, all undone by a rollback. */
+	assert_int_equal(db_begin(db), RB_OK);
+	assert_int_equal(db_dlv_add(db, "a", 20, m[2], 1), RB_OK);
+	assert_int_equal(db_dlv_del(db, "b", 2), RB_OK);
+	assert_int_equal(db_dlv_usage(db, "a", &n, NULL), RB_OK);
+	assert_int_equal(n, 5);
+	assert_int_equal(db_rollback(db), RB_OK);
+	USAGE(db, h);
+	assert_int_equal(db_begin(db), RB_OK);
+	assert_int_equal(db_dlv_add(db, "a", 20, m[2], 1), RB_OK);
+	assert_int_equal(db_dlv_del(db, "b", 2), RB_OK);
+	assert_int_equal(db_commit(db), RB_OK);
+	USAGE(db, h);
+
+	/* A session row made after its device's deliveries starts from them. */
+	assert_int_equal(db_dlv_add(db, "c", 1, m[2], 1), RB_OK);
+	assert_int_equal(db_dlv_add(db, "c", 2, m[3], 1), RB_OK);
+	assert_int_equal(db_session_put(db, "c", &later), RB_OK);
+	USAGE(db, h);
+	assert_int_equal(db_dlv_del(db, "c", 1), RB_OK);
+	USAGE(db, h);
+
+	/* Session delete, then a new session for the same device: from 0. */
+	assert_int_equal(db_session_delete(db, "a"), RB_OK);
+	USAGE(db, h);
+	assert_int_equal(db_session_put(db, "a", &live), RB_OK);
+	assert_int_equal(db_dlv_add(db, "a", 1, m[2], 1), RB_OK);
+	USAGE(db, h);
+
+	/* Expiry: b and c go (with their deliveries), a and nosession stay. */
+	assert_int_equal(db_sessions_expire(db, 600, &n), RB_OK);
+	assert_int_equal(n, 2);
+	USAGE(db, h);
+	assert_int_equal(db_session_put(db, "b", &live), RB_OK);
+	USAGE(db, h);
+	while (db_dlv_drop_oldest(db, "a", NULL) == RB_OK)
+		;
+	USAGE(db, h);
+	assert_int_equal(raw_int(h, "SELECT queued + queued_bytes FROM sessions"
+				    " WHERE device = 'a'"), 0);
+	/* The open-time orphan sweep does not disturb them either. */
+	db_close(db);
+	db = open_ok(f, DB_NORMAL);
+	USAGE(db, h);
+	sqlite3_close(h);
+	db_close(db);
+}
+
+/* The version 1 schema, exactly as migrations[0] made it. */
+static const char v1_schema[] =
+	"CREATE TABLE schema_version(version INTEGER NOT NULL);"
+	"INSERT INTO schema_version(version) VALUES(1);"
+	"CREATE TABLE sessions("
+	" device TEXT NOT NULL PRIMARY KEY,"
+	" expires_at INTEGER NOT NULL DEFAULT 0,"
+	" next_msgid INTEGER NOT NULL DEFAULT 0 CHECK (next_msgid BETWEEN 0 AND 65535)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX sessions_expiry ON sessions(expires_at) WHERE expires_at > 0;"
+	"CREATE TABLE subscriptions("
+	" device TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" PRIMARY KEY(device, channel)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX subscriptions_channel ON subscriptions(channel);"
+	"CREATE TABLE messages("
+	" id INTEGER PRIMARY KEY,"
+	" msgtype INTEGER NOT NULL CHECK (msgtype BETWEEN 0 AND 65535),"
+	" qos INTEGER NOT NULL CHECK (qos BETWEEN 0 AND 2),"
+	" payload BLOB NOT NULL"
+	");"
+	"CREATE TABLE deliveries("
+	" device TEXT NOT NULL,"
+	" msgid INTEGER NOT NULL CHECK (msgid BETWEEN 0 AND 65535),"
+	" message_id INTEGER NOT NULL REFERENCES messages(id),"
+	" state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 3),"
+	" sent INTEGER NOT NULL DEFAULT 0 CHECK (sent IN (0, 1)),"
+	" seq INTEGER NOT NULL,"
+	" PRIMARY KEY(device, msgid)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX deliveries_message ON deliveries(message_id);"
+	"CREATE UNIQUE INDEX deliveries_order ON deliveries(device, seq);"
+	"CREATE TRIGGER deliveries_gc AFTER DELETE ON deliveries"
+	" WHEN NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = OLD.message_id)"
+	" BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;"
+	"CREATE TABLE upstream("
+	" device TEXT NOT NULL,"
+	" msgid INTEGER NOT NULL CHECK (msgid BETWEEN 0 AND 65535),"
+	" state INTEGER NOT NULL CHECK (state IN (1, 2)),"
+	" reply BLOB,"
+	" PRIMARY KEY(device, msgid)"
+	");";
+
+/* A version 1 file with data is migrated to 2 on open: counters backfilled,
+ * data untouched, the new triggers in force; opening again changes nothing. */
+static void test_migrate_v1(void **state)
+{
+	static const char q[] = "SELECT group_concat(type || ' ' || name || ' ' || ifnull(sql, ''),"
+				" char(10)) FROM (SELECT * FROM sqlite_master ORDER BY name)";
+	struct fx *f = *state;
+	char schema1[8192], schema2[8192];
+	struct db_session s;
+	size_t c, b;
+	int64_t cookie;
+	sqlite3 *h = NULL;
+
+	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
+	raw_exec(h, "PRAGMA journal_mode = WAL");
+	raw_exec(h, v1_schema);
+	raw_exec(h, "INSERT INTO sessions VALUES('a', 0, 7), ('b', 1000, 2), ('e', 0, 0);"
+		    "INSERT INTO subscriptions VALUES('a', 'x'), ('b', 'x'), ('b', 'y');"
+		    "INSERT INTO messages VALUES(1, 10, 1, x'0102030405'),"
+		    " (2, 20, 2, zeroblob(3000)), (3, 30, 1, x''), (4, 40, 0, 'orphan');"
+		    "INSERT INTO deliveries VALUES('a', 5, 1, 1, 1, 1), ('a', 6, 2, 2, 0, 2),"
+		    " ('a', 7, 3, 1, 0, 3), ('b', 1, 2, 3, 0, 1),"
+		    " ('nosession', 1, 1, 1, 0, 1);"
+		    "INSERT INTO upstream VALUES('a', 9, 2, x'AABB');");
+	sqlite3_close(h);
+
+	struct db *db = open_ok(f, DB_NORMAL);
+	h = raw_open(f->path);
+	assert_int_equal(raw_int(h, "SELECT version FROM schema_version"), 2);
+	assert_int_equal(raw_int(h, "SELECT count(*) FROM schema_version"), 1);
+	/* Backfilled from the rows (the orphan message 4 went at open). */
+	assert_int_equal(raw_int(h, "SELECT queued FROM sessions WHERE device = 'a'"), 3);
+	assert_int_equal(raw_int(h, "SELECT queued_bytes FROM sessions WHERE device = 'a'"), 3005);
+	assert_int_equal(raw_int(h, "SELECT queued FROM sessions WHERE device = 'b'"), 1);
+	assert_int_equal(raw_int(h, "SELECT queued_bytes FROM sessions WHERE device = 'b'"), 3000);
+	assert_int_equal(raw_int(h, "SELECT queued + queued_bytes FROM sessions"
+				    " WHERE device = 'e'"), 0);
+	USAGE(db, h);
+	check_usage(db, h, "e", __LINE__);
+	/* The data is intact. */
+	COUNTS(db, 3, 3, 3, 5, 1);
+	assert_int_equal(db_session_get(db, "a", &s), RB_OK);
+	assert_int_equal(s.expires_at, 0);
+	assert_int_equal(s.next_msgid, 7);
+	assert_int_equal(db_session_get(db, "b", &s), RB_OK);
+	assert_int_equal(s.expires_at, 1000);
+	assert_int_equal(s.next_msgid, 2);
+	struct dlvs l = list(db, "a");
+	assert_int_equal(l.n, 3);
+	assert_int_equal(l.d[0].msgid, 5);
+	assert_true(l.d[0].sent);
+	assert_int_equal(l.d[0].len, 5);
+	assert_memory_equal(l.d[0].payload, "\x01\x02\x03\x04\x05", 5);
+	assert_int_equal(l.d[1].msgid, 6);
+	assert_int_equal(l.d[1].state, 2);
+	assert_int_equal(l.d[1].msgtype, 20);
+	assert_int_equal(l.d[1].len, 3000);
+	assert_int_equal(l.d[2].msgid, 7);
+	assert_int_equal(l.d[2].len, 0);
+	check_up(db, "a", 9, 2, "\xAA\xBB");
+	struct strs subs = { 0 };
+	assert_int_equal(db_subs_of(db, "b", collect_str, &subs), RB_OK);
+	check_strs(&subs, (const char *const[]){ "x", "y", NULL });
+
+	/* The triggers work on the migrated file, garbage collection included. */
+	assert_int_equal(db_dlv_del(db, "a", 6), RB_OK); /* message 2 still b's */
+	COUNTS(db, 3, 3, 3, 4, 1);
+	assert_int_equal(db_dlv_del(db, "b", 1), RB_OK); /* now message 2 goes */
+	COUNTS(db, 3, 3, 2, 3, 1);
+	assert_int_equal(db_dlv_add(db, "b", 2, 1, 1), RB_OK);
+	USAGE(db, h);
+	assert_int_equal(db_dlv_usage(db, "a", &c, &b), RB_OK);
+	assert_int_equal(c, 2);
+	assert_int_equal(b, 5);
+	db_close(db);
+
+	/* Opening again is a no-op. */
+	cookie = raw_int(h, "PRAGMA schema_version");
+	raw_text(h, q, schema1, sizeof(schema1));
+	db = open_ok(f, DB_NORMAL);
+	assert_int_equal(raw_int(h, "PRAGMA schema_version"), cookie);
+	raw_text(h, q, schema2, sizeof(schema2));
+	assert_string_equal(schema1, schema2);
+	assert_int_equal(raw_int(h, "SELECT version FROM schema_version"), 2);
+	USAGE(db, h);
+	COUNTS(db, 3, 3, 2, 4, 1);
+	sqlite3_close(h);
+	db_close(db);
+}
+
 /* ---- upstream ---- */
 
 static void test_upstream(void **state)
@@ -1514,6 +1786,43 @@ static void test_throughput(void **state)
 	}
 }
 
+/* Not asserted: what db_dlv_usage costs with 20k deliveries queued for one
+ * session (it runs on every push to a session, for the caps), and, for
+ * comparison, for a device with no session row (the scanning fallback). */
+static void test_usage_cost(void **state)
+{
+	struct fx *f = *state;
+	struct db *db = open_ok(f, DB_OFF);
+	struct db_session s = sess(0, 0);
+	uint8_t payload[100];
+	enum { QUEUED = 20000, CALLS = 200 };
+	size_t c = 0, b = 0;
+
+	fill(payload, sizeof(payload), 5);
+	assert_int_equal(db_session_put(db, "big", &s), RB_OK);
+	assert_int_equal(db_begin(db), RB_OK);
+	for (int i = 0; i < QUEUED; i++) {
+		int64_t id;
+		assert_int_equal(db_msg_add(db, 1, 1, payload, sizeof(payload), &id), RB_OK);
+		assert_int_equal(db_dlv_add(db, "big", (uint16_t)(i % 65535 + 1), id, 1), RB_OK);
+		assert_int_equal(db_dlv_add(db, "nosession", (uint16_t)(i % 65535 + 1), id, 1),
+				 RB_OK);
+	}
+	assert_int_equal(db_commit(db), RB_OK);
+	static const char *const devs[] = { "big", "nosession" };
+	for (size_t k = 0; k < RB_ARRAY_LEN(devs); k++) {
+		double t0 = now_s(), t;
+		for (int i = 0; i < CALLS; i++)
+			assert_int_equal(db_dlv_usage(db, devs[k], &c, &b), RB_OK);
+		t = now_s() - t0;
+		assert_int_equal(c, QUEUED);
+		assert_int_equal(b, (size_t)QUEUED * sizeof(payload));
+		print_message("[ bench    ] db_dlv_usage(%s) with %d queued: %.1f us per call\n",
+			      devs[k], QUEUED, t / CALLS * 1e6);
+	}
+	db_close(db);
+}
+
 int main(int argc, char **argv)
 {
 	/* The failures provoked on purpose are logged only on request
@@ -1543,6 +1852,8 @@ int main(int argc, char **argv)
 		T(test_deliveries),
 		T(test_drop_oldest),
 		T(test_usage),
+		T(test_usage_counters),
+		T(test_migrate_v1),
 		T(test_upstream),
 		T(test_batch),
 		T(test_close_in_batch),
@@ -1555,6 +1866,7 @@ int main(int argc, char **argv)
 		T(test_delete_while_listing),
 		T(test_too_big),
 		T(test_throughput),
+		T(test_usage_cost),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
