@@ -1,6 +1,7 @@
 /*
  * backend.c - pooled HTTP/1.1 client toward the application backend.
- * Core thread only; see backend.h for the contract.
+ * Core thread only; see backend.h for the contract. Responses are parsed by
+ * http_resp; this file owns the pool and the request lifecycle.
  *
  * A request is in exactly one place: an origin's FIFO queue, a connection
  * (connecting or busy), or "failing" (its timer re-armed with a zero delay so
@@ -39,28 +40,19 @@
 #include <event2/util.h>
 
 #include "protocol/rb.h"
+#include "src/http_resp.h"
 
 #define IDLE_TIMEOUT_S   60
-#define MAX_HEADER_BYTES (64 * 1024)
-#define MAX_CHUNK_LINE   1024
 #define MAX_ADDRS        4
 #define MAX_HOST         255
 #define ERRMSG_LEN       192
 
+/* A parser error is copied whole into the request's errmsg. */
+_Static_assert(ERRMSG_LEN >= HTTP_RESP_ERRMSG_LEN, "errmsg too short");
+
 #define ASSERT_CORE(b) assert(pthread_equal(pthread_self(), (b)->owner))
 
 enum where { W_NONE, W_QUEUED, W_CONN, W_FAILING, W_DONE };
-
-enum pstate {
-	P_STATUS, P_HEADERS, P_BODY_LEN, P_BODY_EOF, P_CHUNK_SIZE,
-	P_CHUNK_DATA, P_CHUNK_END, P_TRAILERS, P_DONE,
-};
-
-/* One response header: line holds "name\0value". */
-struct hdr {
-	char *line;
-	char *value;
-};
 
 struct origin;
 struct conn;
@@ -78,17 +70,9 @@ struct backend_req {
 	struct event *timer;            /* request deadline, or zero delay when failing */
 	struct evbuffer *wire;          /* request bytes, kept for the stale retry */
 	int fail_err;
-	bool is_head, retried, rx_any, keepalive;
+	bool retried, rx_any;
 	char errmsg[ERRMSG_LEN];
-
-	/* response being parsed */
-	enum pstate ps;
-	int status, minor;
-	uint64_t remaining;
-	size_t hdr_bytes;
-	struct hdr *hdrs;
-	size_t nhdrs, hdrs_cap;
-	struct evbuffer *body;
+	struct http_resp resp;          /* reset for each connection it goes on */
 };
 
 /* Core thread only. Busy while req != NULL (connecting included), else idle. */
@@ -174,17 +158,6 @@ static const char *errno_str(int e, char *buf, size_t len)
 		buf[0] = (char)(buf[0] - 'A' + 'a');
 	}
 	return buf;
-}
-
-/* Peer bytes go into errmsg, which ends up in logs: keep them printable. */
-static void printable(char *dst, size_t len, const char *src)
-{
-	size_t i;
-
-	for (i = 0; i + 1 < len && src[i]; i++) {
-		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
-	}
-	dst[i] = '\0';
 }
 
 static bool is_tchar(int ch)
@@ -339,16 +312,6 @@ static int check_headers(const struct backend_header *hdrs, size_t nhdrs)
 
 /* ---- requests ---- */
 
-static void hdrs_clear(struct backend_req *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->nhdrs; i++) {
-		free(r->hdrs[i].line);
-	}
-	r->nhdrs = 0;
-}
-
 static void req_free(struct backend_req *r)
 {
 	if (!r) {
@@ -360,11 +323,7 @@ static void req_free(struct backend_req *r)
 	if (r->wire) {
 		evbuffer_free(r->wire);
 	}
-	if (r->body) {
-		evbuffer_free(r->body);
-	}
-	hdrs_clear(r);
-	free(r->hdrs);
+	http_resp_clear(&r->resp);
 	free(r);
 }
 
@@ -396,13 +355,12 @@ static void deliver(struct backend_req *r, int err)
 	r->where = W_DONE;
 	if (err) {
 		/* Never hand out a partial body or the headers of a broken response. */
-		evbuffer_drain(r->body, evbuffer_get_length(r->body));
-		hdrs_clear(r);
+		http_resp_reset(&r->resp);
 	}
 	resp.err = err;
 	resp.errmsg = err ? r->errmsg : NULL;
-	resp.status = err ? 0 : r->status;
-	resp.body = r->body;
+	resp.status = err ? 0 : r->resp.status;
+	resp.body = r->resp.body;
 	resp.priv = r;
 	r->cb(&resp, r->arg);
 	req_free(r);
@@ -462,14 +420,8 @@ static void conn_attach(struct conn *c, struct backend_req *r)
 	c->req = r;
 	r->conn = c;
 	r->where = W_CONN;
-	r->ps = P_STATUS;
-	r->status = 0;
 	r->rx_any = false;
-	r->keepalive = false;
-	r->remaining = 0;
-	r->hdr_bytes = 0;
-	hdrs_clear(r);
-	evbuffer_drain(r->body, evbuffer_get_length(r->body));
+	http_resp_reset(&r->resp);
 }
 
 /* Hands the request bytes to the connected socket; false on failure (errmsg set). */
@@ -660,412 +612,6 @@ static void dispatch(struct origin *o)
 	}
 }
 
-/* ---- response parsing ---- */
-
-static int too_big(struct backend_req *r)
-{
-	set_errmsg(r, "response body over %zu bytes", r->b->opts.max_response_bytes);
-	return RB_ETOOBIG;
-}
-
-static int proto_err(struct backend_req *r, const char *what, const char *line)
-{
-	char buf[48];
-
-	if (line) {
-		printable(buf, sizeof(buf), line);
-		set_errmsg(r, "%s: \"%s\"", what, buf);
-	} else {
-		set_errmsg(r, "%s", what);
-	}
-	return RB_EPROTO;
-}
-
-/* A line of the response head (status, header or trailer), which together
- * may not exceed MAX_HEADER_BYTES. 1 with *line, 0 for more bytes, or error. */
-static int head_line(struct backend_req *r, struct evbuffer *in, char **line, size_t *n)
-{
-	size_t left = MAX_HEADER_BYTES - r->hdr_bytes;
-
-	*line = evbuffer_readln(in, n, EVBUFFER_EOL_CRLF);
-	if (!*line) {
-		if (evbuffer_get_length(in) >= left) {
-			return proto_err(r, "response header over 65536 bytes", NULL);
-		}
-		return 0;
-	}
-	if (*n + 2 > left) {
-		free(*line);
-		return proto_err(r, "response header over 65536 bytes", NULL);
-	}
-	r->hdr_bytes += *n + 2;
-	return 1;
-}
-
-static int chunk_line(struct backend_req *r, struct evbuffer *in, char **line, size_t *n)
-{
-	*line = evbuffer_readln(in, n, EVBUFFER_EOL_CRLF);
-	if (!*line) {
-		if (evbuffer_get_length(in) > MAX_CHUNK_LINE) {
-			return proto_err(r, "chunk size line too long", NULL);
-		}
-		return 0;
-	}
-	return 1;
-}
-
-static int parse_status(struct backend_req *r, const char *l)
-{
-	if (strncmp(l, "HTTP/1.", 7) != 0 || !is_digit(l[7]) || l[8] != ' ' ||
-	    !is_digit(l[9]) || !is_digit(l[10]) || !is_digit(l[11]) ||
-	    (l[12] != '\0' && l[12] != ' ') || l[9] == '0') {
-		return proto_err(r, "malformed status line", l);
-	}
-	r->minor = l[7] - '0';
-	r->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
-	r->ps = P_HEADERS;
-	return 0;
-}
-
-static void trim(char **s)
-{
-	char *e;
-
-	while (**s == ' ' || **s == '\t') {
-		(*s)++;
-	}
-	e = *s + strlen(*s);
-	while (e > *s && (e[-1] == ' ' || e[-1] == '\t')) {
-		*--e = '\0';
-	}
-}
-
-/* Takes ownership of line. */
-static int parse_header(struct backend_req *r, char *line)
-{
-	struct hdr *h;
-	char *colon, *v;
-	int rc;
-
-	if (line[0] == ' ' || line[0] == '\t') {
-		/* obs-fold: RFC 7230 3.2.4 lets a client replace it with a space. */
-		size_t off, vlen, clen;
-		char *cont = line, *nl;
-
-		if (r->nhdrs == 0) {
-			free(line);
-			return proto_err(r, "header continuation without a header", NULL);
-		}
-		h = &r->hdrs[r->nhdrs - 1];
-		trim(&cont);
-		off = (size_t)(h->value - h->line);
-		vlen = strlen(h->value);
-		clen = strlen(cont);
-		nl = realloc(h->line, off + vlen + 1 + clen + 1);
-		if (!nl) {
-			free(line);
-			return proto_err(r, "out of memory parsing headers", NULL);
-		}
-		h->line = nl;
-		h->value = nl + off;
-		if (vlen && clen) {
-			h->value[vlen++] = ' ';
-		}
-		memcpy(h->value + vlen, cont, clen + 1);
-		free(line);
-		return 0;
-	}
-	colon = strchr(line, ':');
-	if (colon) {
-		*colon = '\0';
-	}
-	if (!colon || !is_token(line)) {
-		rc = proto_err(r, colon ? "malformed header name" : "malformed header line",
-			       line);
-		free(line);
-		return rc;
-	}
-	v = colon + 1;
-	trim(&v);
-	if (r->nhdrs == r->hdrs_cap) {
-		size_t cap = r->hdrs_cap ? r->hdrs_cap * 2 : 16;
-		struct hdr *nh = realloc(r->hdrs, cap * sizeof(*nh));
-
-		if (!nh) {
-			free(line);
-			return proto_err(r, "out of memory parsing headers", NULL);
-		}
-		r->hdrs = nh;
-		r->hdrs_cap = cap;
-	}
-	r->hdrs[r->nhdrs].line = line;
-	r->hdrs[r->nhdrs].value = v;
-	r->nhdrs++;
-	return 0;
-}
-
-static const char *find_header(const struct backend_req *r, const char *name, bool last)
-{
-	const char *found = NULL;
-	size_t i;
-
-	for (i = 0; i < r->nhdrs; i++) {
-		if (!strcasecmp(r->hdrs[i].line, name)) {
-			found = r->hdrs[i].value;
-			if (!last) {
-				break;
-			}
-		}
-	}
-	return found;
-}
-
-/* Does a comma-separated token list s contain tok? With last, only its
- * last element counts (Transfer-Encoding). */
-static bool has_token(const char *s, const char *tok, bool last)
-{
-	size_t tlen = strlen(tok);
-	bool hit = false;
-
-	while (*s) {
-		const char *e;
-		size_t len;
-
-		while (*s == ' ' || *s == '\t' || *s == ',') {
-			s++;
-		}
-		e = s;
-		while (*e && *e != ',') {
-			e++;
-		}
-		len = (size_t)(e - s);
-		while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) {
-			len--;
-		}
-		if (len) {
-			hit = len == tlen && !strncasecmp(s, tok, tlen);
-			if (hit && !last) {
-				return true;
-			}
-		}
-		s = e;
-	}
-	return hit;
-}
-
-static bool connection_has(const struct backend_req *r, const char *tok)
-{
-	size_t i;
-
-	for (i = 0; i < r->nhdrs; i++) {
-		if (!strcasecmp(r->hdrs[i].line, "Connection") &&
-		    has_token(r->hdrs[i].value, tok, false)) {
-			return true;
-		}
-	}
-	return false;
-}
-
-/* RFC 7230 3.3.3 in the order it gives. 1 when there is no body. */
-static int headers_done(struct backend_req *r)
-{
-	size_t max = r->b->opts.max_response_bytes, i;
-	const char *te;
-	bool have_len = false;
-	uint64_t len = 0;
-
-	if (r->status < 200) {
-		if (r->status == 101) {
-			return proto_err(r, "unexpected 101 Switching Protocols", NULL);
-		}
-		/* Interim response (100 Continue...): the real one follows. */
-		hdrs_clear(r);
-		r->ps = P_STATUS;
-		return 0;
-	}
-	r->keepalive = r->minor >= 1 ? !connection_has(r, "close")
-				     : connection_has(r, "keep-alive");
-	if (r->is_head || r->status == 204 || r->status == 304) {
-		r->ps = P_DONE;
-		return 1;
-	}
-	te = find_header(r, "Transfer-Encoding", true);
-	if (te) {
-		if (find_header(r, "Content-Length", false)) {
-			/* Conflicting framing: a smuggling signal, don't reuse. */
-			r->keepalive = false;
-		}
-		if (has_token(te, "chunked", true)) {
-			r->ps = P_CHUNK_SIZE;
-		} else {
-			r->keepalive = false;
-			r->ps = P_BODY_EOF;
-		}
-		return 0;
-	}
-	for (i = 0; i < r->nhdrs; i++) {
-		const char *v = r->hdrs[i].value;
-		uint64_t n = 0;
-
-		if (strcasecmp(r->hdrs[i].line, "Content-Length") != 0) {
-			continue;
-		}
-		if (!*v || strlen(v) > 18) {
-			return proto_err(r, "bad Content-Length", v);
-		}
-		for (; *v; v++) {
-			if (!is_digit(*v)) {
-				return proto_err(r, "bad Content-Length", r->hdrs[i].value);
-			}
-			n = n * 10 + (uint64_t)(*v - '0');
-		}
-		if (have_len && n != len) {
-			return proto_err(r, "conflicting Content-Length headers", NULL);
-		}
-		have_len = true;
-		len = n;
-	}
-	if (!have_len) {
-		r->keepalive = false;
-		r->ps = P_BODY_EOF;
-		return 0;
-	}
-	if (len > max) {
-		return too_big(r);
-	}
-	r->remaining = len;
-	r->ps = len ? P_BODY_LEN : P_DONE;
-	return len ? 0 : 1;
-}
-
-static int parse_chunk_size(struct backend_req *r, const char *l)
-{
-	size_t have = evbuffer_get_length(r->body);
-	uint64_t size = 0;
-	int digits = 0;
-	const char *p;
-
-	for (p = l; *p; p++) {
-		int v;
-
-		if (*p >= '0' && *p <= '9') {
-			v = *p - '0';
-		} else if (*p >= 'a' && *p <= 'f') {
-			v = *p - 'a' + 10;
-		} else if (*p >= 'A' && *p <= 'F') {
-			v = *p - 'A' + 10;
-		} else {
-			break;
-		}
-		if (++digits > 15) {
-			return proto_err(r, "chunk size too large", l);
-		}
-		size = size * 16 + (uint64_t)v;
-	}
-	while (*p == ' ' || *p == '\t') {
-		p++;
-	}
-	if (digits == 0 || (*p && *p != ';')) {
-		return proto_err(r, "malformed chunk size", l);
-	}
-	if (size == 0) {
-		r->ps = P_TRAILERS;
-		return 0;
-	}
-	if (size > r->b->opts.max_response_bytes - have) {
-		return too_big(r);
-	}
-	r->remaining = size;
-	r->ps = P_CHUNK_DATA;
-	return 0;
-}
-
-static void move_body(struct backend_req *r, struct evbuffer *in)
-{
-	size_t n = evbuffer_get_length(in);
-
-	if (n > r->remaining) {
-		n = (size_t)r->remaining;
-	}
-	evbuffer_remove_buffer(in, r->body, n);
-	r->remaining -= n;
-}
-
-/* Consumes what it can from in: 1 when the response is complete, 0 when it
- * needs more bytes, or an rb_err with r->errmsg set. */
-static int parse(struct backend_req *r, struct evbuffer *in)
-{
-	char *line;
-	size_t n;
-	int rc;
-
-	for (;;) {
-		switch (r->ps) {
-		case P_STATUS:
-		case P_HEADERS:
-		case P_TRAILERS:
-			rc = head_line(r, in, &line, &n);
-			if (rc <= 0) {
-				return rc;
-			}
-			if (r->ps == P_STATUS) {
-				rc = parse_status(r, line);
-				free(line);
-			} else if (r->ps == P_TRAILERS) {
-				/* Trailers are not exposed; only the end matters. */
-				if (n == 0) {
-					r->ps = P_DONE;
-				}
-				free(line);
-			} else if (n == 0) {
-				free(line);
-				rc = headers_done(r);
-			} else {
-				rc = parse_header(r, line);
-			}
-			if (rc < 0) {
-				return rc;
-			}
-			break;
-		case P_CHUNK_SIZE:
-		case P_CHUNK_END:
-			rc = chunk_line(r, in, &line, &n);
-			if (rc <= 0) {
-				return rc;
-			}
-			if (r->ps == P_CHUNK_SIZE) {
-				rc = parse_chunk_size(r, line);
-			} else if (n != 0) {
-				rc = proto_err(r, "missing CRLF after chunk data", line);
-			} else {
-				r->ps = P_CHUNK_SIZE;
-			}
-			free(line);
-			if (rc < 0) {
-				return rc;
-			}
-			break;
-		case P_BODY_LEN:
-		case P_CHUNK_DATA:
-			move_body(r, in);
-			if (r->remaining) {
-				return 0;
-			}
-			r->ps = r->ps == P_BODY_LEN ? P_DONE : P_CHUNK_END;
-			break;
-		case P_BODY_EOF:
-			n = evbuffer_get_length(in);
-			if (n > r->b->opts.max_response_bytes - evbuffer_get_length(r->body)) {
-				return too_big(r);
-			}
-			evbuffer_remove_buffer(in, r->body, n);
-			return 0;
-		case P_DONE:
-			return 1;
-		}
-	}
-}
-
 /* The response on c is complete. */
 static void conn_done(struct conn *c)
 {
@@ -1076,7 +622,8 @@ static void conn_done(struct conn *c)
 	r->conn = NULL;
 	r->where = W_NONE;
 	/* Leftover bytes either way mean the stream is out of step with us. */
-	if (r->keepalive && !evbuffer_get_length(bufferevent_get_input(c->bev)) &&
+	if (http_resp_keepalive(&r->resp) &&
+	    !evbuffer_get_length(bufferevent_get_input(c->bev)) &&
 	    !evbuffer_get_length(bufferevent_get_output(c->bev))) {
 		conn_idle(c);
 	} else {
@@ -1101,11 +648,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 	if (evbuffer_get_length(in)) {
 		r->rx_any = true;
 	}
-	rc = parse(r, in);
-	if (rc < 0) {
-		conn_fail(c, rc);
-	} else if (rc > 0) {
+	rc = http_resp_parse(&r->resp, in);
+	if (rc == RB_OK) {
 		conn_done(c);
+	} else if (rc != RB_EAGAIN) {
+		set_errmsg(r, "%s", r->resp.errmsg);
+		conn_fail(c, rc);
 	}
 }
 
@@ -1134,8 +682,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		conn_close(c);
 		return;
 	}
-	if ((what & BEV_EVENT_EOF) && r->ps == P_BODY_EOF) {
-		r->keepalive = false;
+	/* Completes a body delimited by the end of the connection, else fails. */
+	if ((what & BEV_EVENT_EOF) && http_resp_eof(&r->resp) == RB_OK) {
 		conn_done(c);
 		return;
 	}
@@ -1352,8 +900,9 @@ struct backend_req *backend_request(struct backend *b, const char *method,
 	}
 	r->timer = evtimer_new(b->base, on_req_timer, r);
 	r->wire = evbuffer_new();
-	r->body = evbuffer_new();
-	if (!r->timer || !r->wire || !r->body ||
+	if (!r->timer || !r->wire ||
+	    http_resp_init(&r->resp, !strcmp(method, "HEAD"),
+			   b->opts.max_response_bytes) != RB_OK ||
 	    build_wire(r->wire, method, &u, hdrs, nhdrs, body, body_len)) {
 		goto fail;
 	}
@@ -1365,7 +914,6 @@ struct backend_req *backend_request(struct backend *b, const char *method,
 	r->o = o;
 	r->cb = cb;
 	r->arg = arg;
-	r->is_head = !strcmp(method, "HEAD");
 	TAILQ_INSERT_TAIL(&b->reqs, r, all);
 	b->npending++;
 	if (o->naddrs == 0 && origin_resolve(o, r) != RB_OK) {
@@ -1410,10 +958,13 @@ void backend_cancel(struct backend_req *r)
 const char *backend_response_header(const struct backend_response *resp,
 				    const char *name)
 {
+	const struct backend_req *r;
+
 	if (!resp || !resp->priv || !name) {
 		return NULL;
 	}
-	return find_header(resp->priv, name, false);
+	r = resp->priv;
+	return http_resp_header(&r->resp, name);
 }
 
 size_t backend_pending(const struct backend *b)
