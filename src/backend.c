@@ -19,6 +19,7 @@
  */
 #include "src/backend.h"
 
+#include <ctype.h>
 #include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -40,6 +41,7 @@
 #include <event2/util.h>
 
 #include "protocol/rb.h"
+#include "src/http_head.h"
 #include "src/http_resp.h"
 
 #define IDLE_TIMEOUT_S   60
@@ -160,30 +162,6 @@ static const char *errno_str(int e, char *buf, size_t len)
 	return buf;
 }
 
-static bool is_tchar(int ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	       (ch >= '0' && ch <= '9') || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-static bool is_token(const char *s)
-{
-	if (!*s) {
-		return false;
-	}
-	for (; *s; s++) {
-		if (!is_tchar((unsigned char)*s)) {
-			return false;
-		}
-	}
-	return true;
-}
-
-static bool is_digit(int ch)
-{
-	return ch >= '0' && ch <= '9';
-}
-
 static int parse_url(const char *url, struct url *u)
 {
 	const char *p, *h, *s;
@@ -203,7 +181,7 @@ static int parse_url(const char *url, struct url *u)
 	if (*p == '[') {
 		p++;
 		while (*p && *p != ']') {
-			if (!(is_digit(*p) || strchr("abcdefABCDEF:.", *p))) {
+			if (!(isdigit((unsigned char)*p) || strchr("abcdefABCDEF:.", *p))) {
 				return RB_EINVAL;
 			}
 			p++;
@@ -222,7 +200,7 @@ static int parse_url(const char *url, struct url *u)
 		u->name[hlen - 2] = '\0';
 	} else {
 		while (*p && !strchr(":/?#", *p)) {
-			if (!(is_digit(*p) || (*p >= 'a' && *p <= 'z') ||
+			if (!(isdigit((unsigned char)*p) || (*p >= 'a' && *p <= 'z') ||
 			      (*p >= 'A' && *p <= 'Z') || strchr("-._", *p))) {
 				return RB_EINVAL;
 			}
@@ -241,7 +219,7 @@ static int parse_url(const char *url, struct url *u)
 
 		p++;
 		port = 0;
-		while (is_digit(*p) && n < 6) {
+		while (isdigit((unsigned char)*p) && n < 6) {
 			port = port * 10 + (*p++ - '0');
 			n++;
 		}
@@ -302,7 +280,7 @@ static int check_headers(const struct backend_header *hdrs, size_t nhdrs)
 	size_t i;
 
 	for (i = 0; i < nhdrs; i++) {
-		if (!hdrs[i].name || !hdrs[i].value || !is_token(hdrs[i].name) ||
+		if (!hdrs[i].name || !hdrs[i].value || !http_is_token(hdrs[i].name) ||
 		    strpbrk(hdrs[i].value, "\r\n")) {
 			return RB_EINVAL;
 		}
@@ -864,7 +842,7 @@ struct backend_req *backend_request(struct backend *b, const char *method,
 	int e;
 
 	if (!b || !method || !url || !cb || (nhdrs && !hdrs) || (body_len && !body) ||
-	    !is_token(method) || strlen(method) > 32) {
+	    !http_is_token(method) || strlen(method) > 32) {
 		e = RB_EINVAL;
 		goto fail;
 	}

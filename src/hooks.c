@@ -52,11 +52,8 @@ static bool hop_header(const char *name)
  * and a value without control characters (no header injection). */
 static bool header_safe(const char *name, const char *value)
 {
-	if (!*name)
+	if (!http_is_token(name))
 		return false;
-	for (const char *p = name; *p; p++)
-		if (*p <= ' ' || *p >= 127 || strchr("()<>@,;:\\\"/[]?={}", *p))
-			return false;
 	for (const char *p = value; *p; p++)
 		if ((unsigned char)*p < ' ' && *p != '\t')
 			return false;

@@ -237,3 +237,15 @@ int header_has_token(const char *value, const char *token)
 	}
 	return 0;
 }
+
+bool http_is_token(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (!isalnum(ch) && !strchr("!#$%&'*+-.^_`|~", ch))
+			return false;
+	}
+	return true;
+}

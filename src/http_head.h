@@ -6,6 +6,7 @@
 #ifndef RB_HTTP_HEAD_H
 #define RB_HTTP_HEAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct kv {
@@ -51,6 +52,9 @@ size_t http_head_len(const char *buf, size_t len);
 /* Parse "a=1&b=x%20y" (+ is a space) into l, percent-decoded. RB_OK or
  * RB_ENOMEM; malformed escapes are kept literally. */
 int query_parse(const char *q, struct kvlist *l);
+
+/* Is s a non-empty RFC 9110 token (a valid method or header name)? */
+bool http_is_token(const char *s);
 
 /* Does a comma-separated header value contain token (case-insensitive)? */
 int header_has_token(const char *value, const char *token);

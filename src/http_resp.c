@@ -7,6 +7,7 @@
  */
 #include "src/http_resp.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <event2/buffer.h>
 
 #include "protocol/rb.h"
+#include "src/http_head.h"
 
 static void set_errmsg(struct http_resp *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -38,30 +40,6 @@ static void printable(char *dst, size_t len, const char *src)
 		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
 	}
 	dst[i] = '\0';
-}
-
-static bool is_tchar(int ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	       (ch >= '0' && ch <= '9') || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-static bool is_token(const char *s)
-{
-	if (!*s) {
-		return false;
-	}
-	for (; *s; s++) {
-		if (!is_tchar((unsigned char)*s)) {
-			return false;
-		}
-	}
-	return true;
-}
-
-static bool is_digit(int ch)
-{
-	return ch >= '0' && ch <= '9';
 }
 
 static void hdrs_clear(struct http_resp *p)
@@ -162,8 +140,8 @@ static int chunk_line(struct http_resp *p, struct evbuffer *in, char **line, siz
 
 static int parse_status(struct http_resp *p, const char *l)
 {
-	if (strncmp(l, "HTTP/1.", 7) != 0 || !is_digit(l[7]) || l[8] != ' ' ||
-	    !is_digit(l[9]) || !is_digit(l[10]) || !is_digit(l[11]) ||
+	if (strncmp(l, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)l[7]) || l[8] != ' ' ||
+	    !isdigit((unsigned char)l[9]) || !isdigit((unsigned char)l[10]) || !isdigit((unsigned char)l[11]) ||
 	    (l[12] != '\0' && l[12] != ' ') || l[9] == '0') {
 		return proto_err(p, "malformed status line", l);
 	}
@@ -225,7 +203,7 @@ static int parse_header(struct http_resp *p, char *line)
 	if (colon) {
 		*colon = '\0';
 	}
-	if (!colon || !is_token(line)) {
+	if (!colon || !http_is_token(line)) {
 		rc = proto_err(p, colon ? "malformed header name" : "malformed header line",
 			       line);
 		free(line);
@@ -361,7 +339,7 @@ static int headers_done(struct http_resp *p)
 			return proto_err(p, "bad Content-Length", v);
 		}
 		for (; *v; v++) {
-			if (!is_digit(*v)) {
+			if (!isdigit((unsigned char)*v)) {
 				return proto_err(p, "bad Content-Length", p->hdrs[i].value);
 			}
 			n = n * 10 + (uint64_t)(*v - '0');
