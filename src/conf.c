@@ -41,13 +41,18 @@ static const struct opt opts[] = {
 	O(close_url, T_STR, "", 0, 0),
 	O(security_token, T_STR, "", 0, 0),
 	O(forward_concurrency, T_INT, "1", 1, 1024),
-	O(max_pending_forwards, T_INT, "64", 0, 1000000),
+	O(max_pending_forwards, T_INT, "64", 1, 1000000),
 	O(forward_queue_bytes, T_BYTES, "1m", 0, 1 << 30),
 	O(backend_max_connections, T_INT, "64", 1, 10000),
 	O(backend_max_queue, T_INT, "10000", 0, 10000000),
 	O(backend_connect_timeout, T_SECONDS, "3", 0.001, 3600),
 	O(backend_timeout, T_SECONDS, "10", 0.001, 3600),
 	O(max_response_size, T_BYTES, "1m", 0, 1 << 30),
+	O(hook_max_connections, T_INT, "16", 1, 10000),
+	O(route_max_inflight, T_INT, "0", 0, 10000),
+	O(route_max_queued, T_INT, "256", 0, 1000000),
+	O(breaker_failures, T_INT, "5", 0, 1000000),
+	O(breaker_cooldown, T_SECONDS, "5", 0.01, 3600),
 	O(require_device_id, T_BOOL, "false", 0, 0),
 	O(max_message_size, T_BYTES, "64k", 8, 1 << 30),
 	O(max_connections, T_INT, "10000", 1, 10000000),
@@ -55,12 +60,17 @@ static const struct opt opts[] = {
 	O(send_queue_hard_bytes, T_BYTES, "4m", 1024, 1 << 30),
 	O(max_inflight_messages, T_INT, "1000", 1, 65535),
 	O(retry_interval, T_SECONDS, "3", 0.01, 3600),
-	O(api_signature, T_STR, "both", 0, 0),
-	O(heartbeat, T_SECONDS, "25", 0, 65535),
-	O(heartbeat_timeout, T_SECONDS, "10", 1, 65535),
+	O(heartbeat, T_INT, "25", 0, 3600),
+	O(heartbeat_timeout, T_INT, "10", 1, 3600),
 	O(handshake_timeout, T_SECONDS, "10", 0.001, 3600),
 	O(strict_frames, T_BOOL, "false", 0, 0),
 	O(signature_window, T_INT, "10", 0, 86400),
+	O(api_signature, T_STR, "both", 0, 0),
+	O(rest_status_codes, T_STR, "compat", 0, 0),
+	O(serverinfo_auth, T_STR, "none", 0, 0),
+	O(admin_password, T_STR, "", 0, 0),
+	O(request_body_timeout, T_SECONDS, "30", 0.001, 3600),
+	O(http_idle_timeout, T_SECONDS, "60", 0.001, 86400),
 	O(shutdown_grace, T_SECONDS, "10", 0, 3600),
 	O(log_level, T_STR, "info", 0, 0),
 	O(log_file, T_STR, "", 0, 0),
@@ -117,6 +127,9 @@ static int set_value(struct conf *c, const struct opt *o, const char *val,
 		static const struct { const char *opt, *v[4]; } enums[] = {
 			{ "durability", { "full", "normal", "off", NULL } },
 			{ "session_overflow", { "drop_oldest", "refuse", NULL, NULL } },
+			{ "api_signature", { "v1", "v2", "both", NULL } },
+			{ "rest_status_codes", { "compat", "strict", NULL, NULL } },
+			{ "serverinfo_auth", { "none", "signature", "password", NULL } },
 		};
 		for (size_t e = 0; e < RB_ARRAY_LEN(enums); e++) {
 			if (strcmp(o->name, enums[e].opt) != 0)
@@ -130,11 +143,6 @@ static int set_value(struct conf *c, const struct opt *o, const char *val,
 					 enums[e].v[2] ? enums[e].v[2] : "");
 				return RB_EINVAL;
 			}
-		}
-		if (strcmp(o->name, "api_signature") == 0 && strcmp(dup, "v1") &&
-		    strcmp(dup, "v2") && strcmp(dup, "both")) {
-			snprintf(err, errlen, "%s: '%s' is not one of v1, v2, both", o->name, val);
-			return RB_EINVAL;
 		}
 		return RB_OK;
 	}
@@ -321,6 +329,10 @@ int conf_check(const struct conf *c, char *err, size_t errlen)
 	}
 	if (c->send_queue_hard_bytes < c->send_queue_bytes) {
 		snprintf(err, errlen, "send_queue_hard_bytes: must be at least send_queue_bytes");
+		return RB_EINVAL;
+	}
+	if (strcmp(c->serverinfo_auth, "password") == 0 && !*c->admin_password) {
+		snprintf(err, errlen, "serverinfo_auth: 'password' needs admin_password");
 		return RB_EINVAL;
 	}
 	const char *urls[] = { c->connect_url, c->forward_url, c->close_url };

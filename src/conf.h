@@ -33,6 +33,11 @@ struct conf {
 	double backend_connect_timeout;
 	double backend_timeout;
 	size_t max_response_size;
+	int hook_max_connections;  /* connect/close hooks' own pool */
+	int route_max_inflight;    /* per message type; 0 = backend_max_connections / 4 */
+	int route_max_queued;
+	int breaker_failures;      /* 0 = no circuit breaker */
+	double breaker_cooldown;
 	/* clients */
 	bool require_device_id;
 	size_t max_message_size;
@@ -41,12 +46,18 @@ struct conf {
 	size_t send_queue_hard_bytes;
 	int max_inflight_messages;
 	double retry_interval;
-	char *api_signature;
-	double heartbeat;
-	double heartbeat_timeout;
+	int heartbeat;
+	int heartbeat_timeout;
 	double handshake_timeout;
 	bool strict_frames;
 	int signature_window;
+	/* REST API */
+	char *api_signature;
+	char *rest_status_codes;   /* compat | strict */
+	char *serverinfo_auth;     /* none | signature | password */
+	char *admin_password;
+	double request_body_timeout;
+	double http_idle_timeout;
 	/* process */
 	double shutdown_grace;
 	char *log_level;

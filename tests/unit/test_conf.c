@@ -32,7 +32,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.forward_concurrency, 1);
 	assert_int_equal(c.max_message_size, 65536);
 	assert_int_equal(c.send_queue_bytes, 1024 * 1024);
-	assert_true(c.heartbeat == 25.0);
+	assert_int_equal(c.heartbeat, 25);
 	assert_false(c.require_device_id);
 	assert_string_equal(c.connect_url, "");
 	char err[256];
@@ -43,7 +43,7 @@ static void test_defaults(void **state)
 static void test_load_ok(void **state)
 {
 	char *p = write_tmp("; comment\n[main]\nport = 2000\nbind = 127.0.0.1\n"
-			    "max_message_size = 2k\nheartbeat = 0.5\nrequire_device_id = yes\n"
+			    "max_message_size = 2k\nheartbeat = 5\nrequire_device_id = yes\n"
 			    "forward_url = http://b/x/\nsend_queue_bytes=1m\n");
 	struct conf c;
 	char err[256] = "";
@@ -52,7 +52,7 @@ static void test_load_ok(void **state)
 	assert_int_equal(c.port, 2000);
 	assert_string_equal(c.bind, "127.0.0.1");
 	assert_int_equal(c.max_message_size, 2048);
-	assert_true(c.heartbeat == 0.5);
+	assert_int_equal(c.heartbeat, 5);
 	assert_true(c.require_device_id);
 	assert_string_equal(c.forward_url, "http://b/x/");
 	assert_int_equal(c.send_queue_bytes, 1048576);
@@ -86,6 +86,13 @@ static void test_errors(void **state)
 	expect_error("[main]\nport = 1.5\n", 2, "port: '1.5' is not an integer");
 	expect_error("[main]\nstrict_frames = maybe\n", 2, "strict_frames");
 	expect_error("[main]\nheartbeat = -1\n", 2, "heartbeat");
+	/* Decimals once turned heartbeats off silently (0.5 -> 0). */
+	expect_error("[main]\nheartbeat = 0.5\n", 2, "heartbeat: '0.5' is not an integer");
+	expect_error("[main]\nheartbeat_timeout = 65535\n", 2, "out of range");
+	expect_error("[main]\nmax_pending_forwards = 0\n", 2, "max_pending_forwards: 0 is out of range");
+	expect_error("[main]\nrest_status_codes = loose\n", 2, "rest_status_codes");
+	expect_error("[main]\nserverinfo_auth = magic\n", 2, "serverinfo_auth");
+	expect_error("[main]\napi_signature = v3\n", 2, "api_signature: 'v3' is not one of v1, v2, both");
 	expect_error("[main]\nmax_message_size = 12q\n", 2, "max_message_size");
 	expect_error("[main]\nlog_level = loud\n", 2, "log_level");
 	expect_error("[other]\nport = 1\n", 1, "unknown section");
@@ -120,6 +127,11 @@ static void test_set_and_check(void **state)
 	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_EINVAL);
 	assert_non_null(strstr(err, "api_port"));
 	assert_int_equal(conf_set(&c, "api_port", "0", err, sizeof(err)), RB_OK);
+	assert_int_equal(conf_set(&c, "serverinfo_auth", "password", err, sizeof(err)), RB_OK);
+	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_EINVAL);
+	assert_non_null(strstr(err, "admin_password"));
+	assert_int_equal(conf_set(&c, "admin_password", "pw", err, sizeof(err)), RB_OK);
+	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_OK);
 	assert_int_equal(conf_set(&c, "forward_url", "ftp://x/", err, sizeof(err)), RB_OK);
 	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_EINVAL);
 	assert_non_null(strstr(err, "forward_url"));
