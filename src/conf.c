@@ -50,7 +50,7 @@ static const struct opt opts[] = {
 	O(max_response_size, T_BYTES, "1m", 0, 1 << 30),
 	O(hook_max_connections, T_INT, "16", 1, 10000),
 	O(route_max_inflight, T_INT, "0", 0, 10000),
-	O(route_max_queued, T_INT, "256", 0, 1000000),
+	O(route_max_queued, T_INT, "0", 0, 10000000),
 	O(breaker_failures, T_INT, "5", 0, 1000000),
 	O(breaker_cooldown, T_SECONDS, "5", 0.01, 3600),
 	O(require_device_id, T_BOOL, "false", 0, 0),

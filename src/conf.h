@@ -34,8 +34,8 @@ struct conf {
 	double backend_timeout;
 	size_t max_response_size;
 	int hook_max_connections;  /* connect/close hooks' own pool */
-	int route_max_inflight;    /* per message type; 0 = backend_max_connections / 4 */
-	int route_max_queued;
+	int route_max_inflight;    /* per message type; 0 = 3/4 of backend_max_connections */
+	int route_max_queued;      /* per message type; 0 = backend_max_queue */
 	int breaker_failures;      /* 0 = no circuit breaker */
 	double breaker_cooldown;
 	/* clients */

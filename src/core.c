@@ -18,6 +18,7 @@
 #include "protocol/packet.h"
 #include "protocol/rb.h"
 #include "src/backend.h"
+#include "src/guard.h"
 #include "src/channels.h"
 #include "src/conf.h"
 #include "src/deliver.h"
@@ -264,10 +265,18 @@ void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos
 void core_send_nak(struct core *c, const struct conn *cn, uint16_t msgid, int code,
 		   const char *message, bool temporary)
 {
+	core_send_nak_retry(c, cn, msgid, code, message, temporary, 0);
+}
+
+void core_send_nak_retry(struct core *c, const struct conn *cn, uint16_t msgid, int code,
+			 const char *message, bool temporary, double retry_after)
+{
 	if (!cn->v2)
 		return; /* v1 clients got silence from the original */
 	json_t *j = json_pack("{s:i, s:s, s:b}", "code", code, "message", message,
 			      "temporary", temporary);
+	if (j && retry_after > 0)
+		json_object_set_new(j, "retry_after", json_real(retry_after));
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	if (s)
 		core_send_packet(c, cn->id, PKT_NAK, 0, false, msgid, 0, s, strlen(s));
@@ -373,8 +382,9 @@ static void conn_opened(struct core *c, struct conn *cn)
 	metric_inc(M_CONN_OPENED);
 	if (cn->tls && session_wanted(cn))
 		cn->session_present = session_attach(c, cn);
-	log_debug("conn %s: open (%s%s)", cn->identity, cn->v2 ? "rainbow.v2" : "v1",
-		  cn->session ? ", session" : "");
+	log_info("conn %s: open (%s%s, device %s, %s)", cn->identity,
+		 cn->v2 ? "rainbow.v2" : "v1", cn->session ? ", session" : "",
+		 cn->device_id ? cn->device_id : "-", cn->platform ? cn->platform : "-");
 	if (cn->v2)
 		send_hello(c, cn, cn->session_present);
 	if (cn->session)
@@ -459,8 +469,8 @@ static void begin_connect(struct core *c, struct conn *cn, const struct kvlist *
 	const char *dev = client_value(hdrs, args, "X-DEVICEID");
 	const char *os = client_value(hdrs, args, "X-CLIENT-OS");
 
-	if (!dev && c->conf->require_device_id) {
-		log_info("conn %s: refused, no X-DEVICEID", cn->identity);
+	if ((!dev || !os) && c->conf->require_device_id) {
+		log_info("conn %s: refused, no %s", cn->identity, dev ? "X-CLIENT-OS" : "X-DEVICEID");
 		core_refuse(c, cn, 401, "X-DEVICEID and X-CLIENT-OS are required");
 		return;
 	}
@@ -652,7 +662,8 @@ static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
 		begin_closing(c);
 	} else {
 		log_warn("shutdown: giving up on %zu backend calls and %zu connections",
-			 backend_pending(c->backend), c->conns.len);
+			 backend_pending(c->backend) + backend_pending(c->hook_backend),
+			 c->conns.len);
 		event_base_loopexit(c->base, NULL);
 	}
 }
@@ -693,7 +704,8 @@ void core_maybe_stopped(struct core *c)
 	if (c->stop_phase == 1 && c->fwd_inflight == 0) {
 		evtimer_del(c->stop_timer);
 		begin_closing(c);
-	} else if (c->stop_phase == 3 && backend_pending(c->backend) == 0) {
+	} else if (c->stop_phase == 3 && backend_pending(c->backend) == 0 &&
+		   backend_pending(c->hook_backend) == 0) {
 		event_base_loopexit(c->base, NULL);
 	}
 }
@@ -758,6 +770,23 @@ struct core *core_new(struct conf *conf)
 		.max_response_bytes = conf->max_response_size,
 	};
 	c->backend = backend_new(c->base, &bo);
+	bo.max_connections = conf->hook_max_connections;
+	c->hook_backend = backend_new(c->base, &bo);
+	/* By default one route may use three quarters of the pool: a single
+	 * busy route keeps most of the throughput, and a hanging one leaves the
+	 * rest to the others. */
+	int pool = conf->backend_max_connections, reserve = pool / 4 ? pool / 4 : 1;
+	struct guard_opts go = {
+		.max_inflight = conf->route_max_inflight ? conf->route_max_inflight
+			: (pool > reserve ? pool - reserve : 1),
+		.max_queued = conf->route_max_queued ? conf->route_max_queued
+			: conf->backend_max_queue,
+		.breaker_failures = conf->breaker_failures,
+		.cooldown = conf->breaker_cooldown,
+	};
+	c->guard = guard_new(&go);
+	if (!c->hook_backend || !c->guard)
+		goto fail;
 	c->inbox_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	c->inbox = xq_new(ring_core, c);
 	if (!c->backend || c->inbox_fd < 0 || !c->inbox)
@@ -863,6 +892,8 @@ void core_free(struct core *c)
 	door_free(c->door);
 	httpd_free(c->httpd);
 	backend_free(c->backend);
+	backend_free(c->hook_backend);
+	guard_free(c->guard);
 	edge_free(c->edge);
 	if (c->inbox_ev)
 		event_free(c->inbox_ev);

@@ -35,6 +35,7 @@ struct held_reply;
 struct xq_msg;
 struct httpd_req;
 struct push;
+struct guard;
 struct nonce_cache;
 struct timeval;
 
@@ -67,7 +68,8 @@ struct conn {
 	struct fwd *fq_head, *fq_tail; /* waiting for a slot, in arrival order */
 	int fq_len;
 	size_t fq_bytes;
-	int inflight;
+	int inflight;          /* started: in flight or waiting for a route slot */
+	struct fwd *rw_head;   /* started ones waiting for a route slot (guard.h) */
 	bool rx_paused;
 	unsigned malformed;    /* malformed packets seen (log rate limiting) */
 	/* pushes (deliver.c) */
@@ -98,7 +100,10 @@ struct core {
 	struct held_reply *held_replies, *held_replies_tail;
 	unsigned batch_marks;      /* BATCH_* events the open batch contains */
 	unsigned crash_at;         /* test fault injection, see core_mark() */
-	struct backend *backend;
+	struct backend *backend;   /* forwards */
+	struct backend *hook_backend; /* connect and close hooks: a pool of their
+	                           * own, so they never wait behind forwards */
+	struct guard *guard;       /* per-route bounds and circuit breakers */
 	struct httpd *httpd;
 	struct door *door;
 	struct edge *edge;
@@ -108,7 +113,7 @@ struct core {
 	struct event *inbox_ev;
 	struct event *sig_term, *sig_int;
 	struct event *stop_timer;
-	int fwd_inflight;          /* all connections */
+	int fwd_inflight;          /* all connections, waiting for a route slot included */
 	struct push *pushes;       /* /send/ calls awaiting receipts */
 	size_t n_pushes, n_deliveries;
 	const struct timeval *retry_tv; /* retry_interval, a libevent common timeout */
@@ -144,6 +149,9 @@ void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos
 /* Queue a NAK (v2 connections only; a no-op for v1, which get silence). */
 void core_send_nak(struct core *c, const struct conn *cn, uint16_t msgid, int code,
 		   const char *message, bool temporary);
+/* The same with a "retry_after" hint in seconds (> 0) in the JSON. */
+void core_send_nak_retry(struct core *c, const struct conn *cn, uint16_t msgid, int code,
+			 const char *message, bool temporary, double retry_after);
 /* Ask the edge to close a connection with a WebSocket close code. */
 void core_close_conn(struct core *c, uint64_t conn_id, uint16_t code, const char *reason);
 /* Pause or resume reading from a connection (backpressure). */

@@ -1,8 +1,11 @@
 #include "src/forward.h"
 
+#include <assert.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
@@ -12,6 +15,7 @@
 #include "src/conf.h"
 #include "src/core.h"
 #include "src/deliver.h"
+#include "src/guard.h"
 #include "src/hooks.h"
 #include "src/log.h"
 #include "src/metrics.h"
@@ -29,7 +33,24 @@ struct fwd {
 	size_t off;
 	bool durable;          /* QoS 2 state in the session store */
 	char *store_key;       /* QoS 2: key in the QoS store (session or identity) */
+	/* once started (counted in cn->inflight): */
+	struct guard_wait gw;  /* while waiting for a route slot */
+	struct fwd *rw_prev, *rw_next; /* in cn->rw_head while waiting */
+	bool probe;            /* the half-open breaker's probe */
+	double started;        /* sent to the backend (monotonic seconds) */
 };
+
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct fwd *of_wait(struct guard_wait *w)
+{
+	return (struct fwd *)((char *)w - offsetof(struct fwd, gw));
+}
 
 static void fwd_free(struct fwd *f)
 {
@@ -99,17 +120,32 @@ static void fail(struct core *c, struct conn *cn, struct fwd *f, int code,
 
 static void pump(struct core *c, struct conn *cn);
 
+static void route_pump(struct core *c, uint16_t route);
+
+/* Which way a backend answer counts for the route's circuit breaker. */
+static enum guard_outcome outcome_of(const struct backend_response *resp)
+{
+	if (resp->err == RB_ECLOSED)
+		return GUARD_NEUTRAL;
+	if (resp->err != RB_OK)
+		return GUARD_FAILURE;
+	return resp->status >= 500 ? GUARD_FAILURE : GUARD_SUCCESS;
+}
+
 static void on_reply(const struct backend_response *resp, void *arg)
 {
 	struct fwd *f = arg;
 	struct core *c = f->c;
 	struct conn *cn = core_conn(c, f->conn_id);
+	const char *who = cn ? cn->identity : "(gone)";
+	double now = mono_now(), ms = (now - f->started) * 1e3;
 	char msg[160];
 
 	c->fwd_inflight--;
 	if (cn)
 		cn->inflight--;
 	fwd_done(cn, f);
+	guard_done(c->guard, f->msgtype, outcome_of(resp), f->probe, now);
 	if (resp->err == RB_ECLOSED) {
 		/* The process is exiting; nobody is left to answer. */
 		fwd_free(f);
@@ -119,18 +155,20 @@ static void on_reply(const struct backend_response *resp, void *arg)
 		bool timeout = resp->err == RB_ETIMEDOUT;
 		bool unreachable = resp->err == RB_EIO;
 		metric_forward(timeout ? FWD_TIMEOUT : unreachable ? FWD_UNREACHABLE : FWD_HTTP_ERROR);
-		log_info("forward type %u id %u: %s", f->msgtype, f->msgid, resp->errmsg);
+		log_info("forward conn %s type %u id %u: failed after %.1f ms: %s", who, f->msgtype,
+			 f->msgid, ms, resp->errmsg);
 		snprintf(msg, sizeof(msg), "backend %s", resp->errmsg);
 		fail(c, cn, f, timeout ? NAK_TIMEOUT : unreachable ? NAK_UNAVAILABLE : NAK_BACKEND,
 		     msg, timeout || unreachable);
 		goto done;
 	}
+	metric_backend_latency(now - f->started);
 	if (cn)
 		hooks_apply_response(c, cn, resp);
 	if (resp->status < 200 || resp->status > 299) {
 		metric_forward(FWD_HTTP_ERROR);
-		log_info("forward type %u id %u: backend answered HTTP %d", f->msgtype,
-			 f->msgid, resp->status);
+		log_info("forward conn %s type %u id %u: backend answered HTTP %d in %.1f ms", who,
+			 f->msgtype, f->msgid, resp->status, ms);
 		snprintf(msg, sizeof(msg), "backend answered HTTP %d", resp->status);
 		fail(c, cn, f, NAK_BACKEND, msg, resp->status >= 500);
 		goto done;
@@ -138,12 +176,14 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	const char *invalid = backend_response_header(resp, "RAINBOWREQUESTINVALID");
 	if (invalid) {
 		metric_forward(FWD_INVALID);
-		log_info("forward type %u id %u: backend refused: %s", f->msgtype, f->msgid,
-			 invalid);
+		log_info("forward conn %s type %u id %u: backend refused in %.1f ms: %s", who,
+			 f->msgtype, f->msgid, ms, invalid);
 		fail(c, cn, f, NAK_INVALID, invalid, false);
 		goto done;
 	}
 	metric_forward(FWD_OK);
+	log_info("forward conn %s type %u qos %u id %u: HTTP %d, %zu bytes in %.1f ms", who,
+		 f->msgtype, f->qos, f->msgid, resp->status, evbuffer_get_length(resp->body), ms);
 	size_t len = evbuffer_get_length(resp->body);
 	const uint8_t *body = evbuffer_pullup(resp->body, -1);
 	if (f->qos == 2) {
@@ -158,14 +198,17 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	if (cn && f->qos)
 		core_send_packet(c, cn->id, f->qos == 1 ? PKT_ACK : PKT_REC, 0, false, f->msgid,
 				 0, body, len);
-done:
+done:;
+	uint16_t route = f->msgtype;
 	fwd_free(f);
+	route_pump(c, route);
 	if (cn)
 		pump(c, cn);
 	core_maybe_stopped(c);
 }
 
-static void start(struct core *c, struct conn *cn, struct fwd *f)
+/* Send f to the backend. On failure f is answered and freed: false. */
+static bool send_now(struct core *c, struct conn *cn, struct fwd *f)
 {
 	const struct conf *conf = c->conf;
 	struct backend_header h[5];
@@ -175,10 +218,11 @@ static void start(struct core *c, struct conn *cn, struct fwd *f)
 
 	char *url = forward_url(conf, f->msgtype);
 	if (!url) {
+		guard_done(c->guard, f->msgtype, GUARD_NEUTRAL, f->probe, mono_now());
 		fail(c, cn, f, NAK_UNAVAILABLE, "cannot build the forward URL", false);
 		fwd_done(cn, f);
 		fwd_free(f);
-		return;
+		return false;
 	}
 	h[n++] = (struct backend_header){ "RAINBOWCLIENTIDENTITY", cn->identity };
 	if (cn->cookie)
@@ -190,21 +234,130 @@ static void start(struct core *c, struct conn *cn, struct fwd *f)
 	}
 	if (f->dup)
 		h[n++] = (struct backend_header){ "RAINBOWDUP", "1" };
+	f->started = mono_now();
 	struct backend_req *r = backend_request(c->backend, "POST", url, h, n,
 						f->buf->data + f->off, payload_len(f),
 						on_reply, f, &err);
 	free(url);
 	if (!r) {
+		guard_done(c->guard, f->msgtype, GUARD_NEUTRAL, f->probe, mono_now());
 		metric_forward(err == RB_ELIMIT ? FWD_OVER_LIMIT : FWD_UNREACHABLE);
 		fail(c, cn, f, err == RB_ELIMIT ? NAK_LIMIT : NAK_UNAVAILABLE,
 		     err == RB_ELIMIT ? "backend queue full" : "cannot send to the backend",
 		     true);
 		fwd_done(cn, f);
 		fwd_free(f);
+		return false;
+	}
+	return true;
+}
+
+/* A started forward leaves: refused without reaching the backend. */
+static void refuse(struct core *c, struct conn *cn, struct fwd *f, int code, const char *msg,
+		   double retry_after)
+{
+	if (f->qos == 2)
+		fwd_store_w(c, f)->ops->up_release(fwd_store_w(c, f), f->store_key, f->msgid);
+	core_send_nak_retry(c, cn, f->qos ? f->msgid : 0, code, msg, true, retry_after);
+	fwd_done(cn, f);
+	fwd_free(f);
+}
+
+static void rw_unlink(struct conn *cn, struct fwd *f)
+{
+	if (f->rw_prev)
+		f->rw_prev->rw_next = f->rw_next;
+	else
+		cn->rw_head = f->rw_next;
+	if (f->rw_next)
+		f->rw_next->rw_prev = f->rw_prev;
+	f->rw_prev = f->rw_next = NULL;
+}
+
+/* Start f: through its route's guard, then to the backend. f counts in
+ * cn->inflight and c->fwd_inflight from here until it is answered or
+ * refused, also while it waits for a route slot. */
+static void start(struct core *c, struct conn *cn, struct fwd *f)
+{
+	bool probe;
+	double retry_after;
+	char msg[128];
+
+	switch (guard_admit(c->guard, f->msgtype, &f->gw, mono_now(), &probe, &retry_after)) {
+	case GUARD_GO:
+		f->probe = probe;
+		if (send_now(c, cn, f)) {
+			cn->inflight++;
+			c->fwd_inflight++;
+		}
+		return;
+	case GUARD_WAIT:
+		f->rw_prev = NULL;
+		f->rw_next = cn->rw_head;
+		if (cn->rw_head)
+			cn->rw_head->rw_prev = f;
+		cn->rw_head = f;
+		cn->inflight++;
+		c->fwd_inflight++;
+		return;
+	case GUARD_FULL:
+		metric_forward(FWD_OVER_LIMIT);
+		log_info("forward conn %s type %u id %u: refused, too many forwards of this type "
+			 "waiting", cn->identity, f->msgtype, f->msgid);
+		refuse(c, cn, f, NAK_LIMIT, "too many requests of this type waiting", 0);
+		return;
+	case GUARD_OPEN:
+		metric_forward(FWD_BREAKER_OPEN);
+		log_info("forward conn %s type %u id %u: refused, circuit breaker open (%.1f s left)",
+			 cn->identity, f->msgtype, f->msgid, retry_after);
+		snprintf(msg, sizeof(msg), "backend route %u is failing; retry later", f->msgtype);
+		refuse(c, cn, f, NAK_UNAVAILABLE, msg, retry_after);
 		return;
 	}
-	cn->inflight++;
-	c->fwd_inflight++;
+}
+
+/* Slots of route may have freed, or its breaker opened: move the forwards
+ * waiting for it. One that waited longer than backend_timeout is answered
+ * 504 instead, as it would have been had it been sent. */
+static void route_pump(struct core *c, uint16_t route)
+{
+	struct guard_wait *w;
+	bool go, probe;
+	double retry_after, now = mono_now();
+
+	while ((w = guard_next(c->guard, route, now, &go, &probe, &retry_after))) {
+		struct fwd *f = of_wait(w);
+		/* Waiting ones leave the queue with their connection, so it is
+		 * still here. */
+		struct conn *cn = core_conn(c, f->conn_id);
+		assert(cn);
+		rw_unlink(cn, f);
+		if (go && now - w->since >= c->conf->backend_timeout) {
+			guard_done(c->guard, route, GUARD_NEUTRAL, probe, now);
+			metric_forward(FWD_TIMEOUT);
+			log_info("forward conn %s type %u id %u: no backend slot within %.1f s",
+				 cn->identity, f->msgtype, f->msgid, c->conf->backend_timeout);
+			go = false;
+			if (f->qos == 2)
+				fwd_store_w(c, f)->ops->up_release(fwd_store_w(c, f), f->store_key,
+								   f->msgid);
+			core_send_nak(c, cn, f->qos ? f->msgid : 0, NAK_TIMEOUT,
+				      "no backend slot for this type in time", true);
+			fwd_done(cn, f);
+			fwd_free(f);
+		} else if (go) {
+			f->probe = probe;
+			if (send_now(c, cn, f))
+				continue; /* still counted in flight */
+		} else {
+			metric_forward(FWD_BREAKER_OPEN);
+			refuse(c, cn, f, NAK_UNAVAILABLE, "backend route is failing; retry later",
+			       retry_after);
+		}
+		cn->inflight--;
+		c->fwd_inflight--;
+		pump(c, cn);
+	}
 }
 
 static void pump(struct core *c, struct conn *cn)
@@ -360,6 +513,15 @@ void fwd_conn_gone(struct core *c, struct conn *cn)
 	cn->fq_head = cn->fq_tail = NULL;
 	cn->fq_len = 0;
 	cn->fq_bytes = 0;
+	/* Started ones still waiting for a route slot leave the route's queue
+	 * now: nobody is left to answer, and the slot goes to someone else. */
+	while ((f = cn->rw_head)) {
+		rw_unlink(cn, f);
+		guard_cancel(c->guard, &f->gw);
+		cn->inflight--;
+		c->fwd_inflight--;
+		fwd_free(f);
+	}
 	idmap_free(&cn->up_active);
 	/* The in-memory store forgets the connection; a session's state stays. */
 	if (!cn->session)

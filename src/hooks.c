@@ -129,7 +129,7 @@ void hooks_connect(struct core *c, struct conn *cn, const struct kvlist *headers
 			h[n++] = (struct backend_header){ name, args->v[i].value };
 	}
 	h[n++] = (struct backend_header){ "RAINBOWCLIENTIDENTITY", cn->identity };
-	cn->hook_req = backend_request(c->backend, "GET", url, h, n, NULL, 0,
+	cn->hook_req = backend_request(c->hook_backend, "GET", url, h, n, NULL, 0,
 				       on_connect_reply, cn, &err);
 	if (!cn->hook_req)
 		goto fail;
@@ -182,7 +182,7 @@ void hooks_close(struct core *c, struct conn *cn)
 	if (cn->cookie)
 		h[n++] = (struct backend_header){ "RAINBOWCLIENTCOOKIE", cn->cookie };
 	metric_inc(M_CLOSE_HOOKS);
-	if (!backend_request(c->backend, "GET", url, h, n, NULL, 0, on_close_reply, x, &err)) {
+	if (!backend_request(c->hook_backend, "GET", url, h, n, NULL, 0, on_close_reply, x, &err)) {
 		log_warn("conn %s: cannot send the close hook: %s", cn->identity,
 			 rb_strerror(err));
 		free(x);

@@ -36,7 +36,7 @@ static const char *const helps[] = {
 };
 
 static const char *const fwd_names[FWD__COUNT] = {
-	"ok", "http_error", "timeout", "unreachable", "invalid", "over_limit",
+	"ok", "http_error", "timeout", "unreachable", "invalid", "over_limit", "breaker_open",
 };
 
 static const char *const drop_names[DROP__COUNT] = {
@@ -174,6 +174,8 @@ char *metrics_render(const struct metric_gauges *g, size_t *len)
 		family(&o, gauges[i].name, "gauge", gauges[i].help);
 		put(&o, "%s %llu\n", gauges[i].name, gauges[i].v);
 	}
+	if (g->extra)
+		put(&o, "%s", g->extra);
 	if (o.failed) {
 		free(o.s);
 		return NULL;

@@ -38,7 +38,7 @@ enum metric_id {
 
 enum fwd_result {
 	FWD_OK, FWD_HTTP_ERROR, FWD_TIMEOUT, FWD_UNREACHABLE, FWD_INVALID, FWD_OVER_LIMIT,
-	FWD__COUNT
+	FWD_BREAKER_OPEN, FWD__COUNT
 };
 
 enum drop_reason {
@@ -81,6 +81,7 @@ struct metric_gauges {
 	size_t deliveries_in_flight;
 	size_t pushes_waiting;
 	size_t backend_pending;
+	const char *extra;     /* whole families rendered elsewhere, or NULL */
 };
 
 /* Render everything in Prometheus text format (0.0.4). Returns a malloc'd
