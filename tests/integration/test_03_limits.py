@@ -1,4 +1,5 @@
 """03 limits: malformed input (A.2, B.3), sizes, counts and slow consumers."""
+import os
 import socket
 import time
 
@@ -180,47 +181,52 @@ def test_max_connections(gateway, backend):
     run(body())
 
 
+def _masked_binary(payload):
+    mask = os.urandom(4)
+    assert len(payload) < 126
+    return bytes([0x82, 0x80 | len(payload)]) + mask + bytes(
+        c ^ mask[i % 4] for i, c in enumerate(payload))
+
+
 @pytest.mark.parametrize("v2", [False, True])
 def test_pending_forward_limit(gateway, backend, v2):
-    """forward_concurrency 1 + max_pending_forwards 1 and a burst of 10 SENDs.
-    Which SENDs get refused depends on timing (the gateway also pauses reading
-    while its queue is over half full), so assert the invariants: the first two
-    always fit (one in flight, one queued); every SEND is answered exactly once
-    under v2, by its exact ACK or by NAK 429 (temporary); refused SENDs never
-    reach the backend; accepted ones reach it in order."""
-    backend.rules({"prefix": "/forward/", "delay": 0.2})
+    """forward_concurrency 1 + max_pending_forwards 1, and 10 SENDs in ONE TCP
+    segment: the edge reads them all before any pause of reading can take
+    effect, so the outcome is exact: the first is in flight, the second waits,
+    the other 8 are refused (NAK 429 under v2, silence under v1) and never
+    reach the backend. Deleting the count limit makes all 10 go through."""
+    backend.rules({"prefix": "/forward/", "delay": 0.5})
     gw = gateway(forward_concurrency=1, max_pending_forwards=1)
     n = 10
-
-    async def body():
-        c = await Client.open(gw, subprotocols=V2 if v2 else None)
-        for mid in range(1, n + 1):
-            await c.send(rb.send(2, b"m%d" % mid, qos=1, msgid=mid))
+    headers = {"Sec-WebSocket-Protocol": "rainbow.v2"} if v2 else {}
+    c = rb.RawClient(gw.port, headers=headers, timeout=10)
+    try:
+        assert c.status == 101, c.status_line
+        if v2:
+            op, data = c.read_frame(10)
+            assert op == 2 and rb.decode(data).cmd == rb.HELLO
+        c.sock.sendall(b"".join(_masked_binary(rb.send(2, b"m%d" % mid, qos=1, msgid=mid))
+                                for mid in range(1, n + 1)))
         got = {}
-        while len(got) < n:
-            try:
-                p = await c.recv_pkt(timeout=3)
-            except AssertionError:
-                if v2:
-                    raise
-                break  # v1: refused SENDs are silent
+        want = n if v2 else 2
+        while len(got) < want:
+            op, data = c.read_frame(10)
+            assert op == 2, (op, data)
+            p = rb.decode(data)
             assert p.msgid not in got, "second answer for %s" % rb.describe(p.raw)
             got[p.msgid] = p
-        await c.expect_no_frame(0.3)
-        await c.close()
-        return got
-    got = run(body())
-    acked = sorted(mid for mid, p in got.items() if p.cmd == rb.ACK)
-    for mid, p in got.items():
-        if p.cmd == rb.ACK:
-            assert p.raw == rb.ack(mid, b"re:m%d" % mid)
-        else:
-            nak = rb.nak_body(p)
-            assert v2 and nak["code"] == 429 and nak["temporary"] is True, nak
-    assert {1, 2} <= set(acked), acked
-    if v2:
-        assert sorted(got) == list(range(1, n + 1))
-    assert [r.body for r in backend.requests("/forward/")] == [b"m%d" % m for m in acked]
+        # Per-connection FIFO: had any of 3..10 been queued, its answer would
+        # come before this one's.
+        c.sock.sendall(_masked_binary(rb.send(2, b"m11", qos=1, msgid=11)))
+        op, data = c.read_frame(10)
+        assert data == rb.ack(11, b"re:m11"), rb.describe(data)
+    finally:
+        c.close()
+    assert got[1].raw == rb.ack(1, b"re:m1") and got[2].raw == rb.ack(2, b"re:m2")
+    for mid in range(3, n + 1) if v2 else ():
+        nak = rb.nak_body(got[mid])
+        assert got[mid].msgid == mid and nak["code"] == 429 and nak["temporary"] is True, nak
+    assert [r.body for r in backend.requests("/forward/")] == [b"m1", b"m2", b"m11"]
 
 
 @pytest.mark.parametrize("v2", [False, True])
