@@ -18,7 +18,8 @@
 
 #include "protocol/rb.h"
 
-#define NONCE_BYTES 8
+/* Outbound nonces are below 2^53: a JavaScript backend parses them exactly. */
+#define NONCE_LIMIT (UINT64_C(1) << 53)
 
 static void hex_lower(const unsigned char *in, size_t n, char *out)
 {
@@ -131,20 +132,38 @@ int sign_v1_verify(const char *token, const char *timestamp, const char *nonce,
 	return RB_OK;
 }
 
+/* A random integer in 1 .. 2^53 - 1 from OpenSSL, or 0 if the RNG fails.
+ * Masking 53 of 64 random bits keeps it uniform. */
+static uint64_t random_nonce(void)
+{
+	unsigned char raw[8];
+	uint64_t v;
+
+	do {
+		if (RAND_bytes(raw, sizeof(raw)) != 1)
+			return 0;
+		v = 0;
+		for (size_t i = 0; i < sizeof(raw); i++)
+			v = v << 8 | raw[i];
+		v &= NONCE_LIMIT - 1;
+	} while (v == 0);
+	return v;
+}
+
 int sign_v1_query(const char *token, time_t now, char *buf, size_t cap)
 {
-	unsigned char raw[NONCE_BYTES];
-	char nonce[2 * NONCE_BYTES + 1];
+	char nonce[SIGN_V1_NONCE_MAX_DIGITS + 1];
 	char ts[24];
 	char sig[SIGN_V1_HEX_LEN + 1];
+	uint64_t v;
 	int n;
 
 	assert(buf != NULL || cap == 0);
 	if (cap > 0)
 		buf[0] = '\0';
-	if (RAND_bytes(raw, sizeof(raw)) != 1)
+	if ((v = random_nonce()) == 0)
 		return RB_EIO;
-	hex_lower(raw, sizeof(raw), nonce);
+	snprintf(nonce, sizeof(nonce), "%llu", (unsigned long long)v);
 	snprintf(ts, sizeof(ts), "%lld", (long long)now);
 	sign_v1(token, ts, nonce, sig);
 	if (sig[0] == '\0')
@@ -160,6 +179,18 @@ int sign_v1_query(const char *token, time_t now, char *buf, size_t cap)
 		return RB_ETOOBIG;
 	}
 	return n;
+}
+
+int sign_secret_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+	unsigned char da[SHA256_DIGEST_LENGTH], db[SHA256_DIGEST_LENGTH];
+
+	/* Hashing first makes the time independent of where, and whether, the
+	 * lengths differ; then the digests are compared in constant time. */
+	if (!SHA256(alen ? a : (const void *)"", alen, da) ||
+	    !SHA256(blen ? b : (const void *)"", blen, db))
+		return 0;
+	return alen == blen && CRYPTO_memcmp(da, db, sizeof(da)) == 0;
 }
 
 /* ---- v2 ---- */

@@ -34,14 +34,29 @@ void sign_v1(const char *token, const char *timestamp, const char *nonce,
 int sign_v1_verify(const char *token, const char *timestamp, const char *nonce,
 		   const char *signature, time_t now, int window);
 
+/* The longest outbound nonce: 2^53 - 1 = 9007199254740991. */
+#define SIGN_V1_NONCE_MAX_DIGITS 16
+
 /*
  * Write "timestamp=<now>&nonce=<random>&signature=<sig>" into buf[0..cap)
- * for an outbound request. The nonce is 16 random lowercase hex chars from
- * OpenSSL RAND_bytes. Returns the length written (excluding the NUL, which
- * is always written), or a negative rb_err (RB_ETOOBIG if cap is too small,
- * RB_EIO if the RNG or hash fails); on error buf is "" when cap > 0.
+ * for an outbound request (hooks, forwards). The nonce is a random decimal
+ * integer in 1 .. 2^53 - 1 (OpenSSL RAND_bytes), without leading zeros: the
+ * original's nonces were integers and backends parse them with int(), and
+ * below 2^53 a JavaScript Number holds it exactly. So the query is 79 to
+ * 78 + SIGN_V1_NONCE_MAX_DIGITS chars for a 10-digit timestamp. Returns the
+ * length written (excluding the NUL, which is always written), or a negative
+ * rb_err (RB_ETOOBIG if cap is too small for this nonce, RB_EIO if the RNG
+ * or hash fails); on error buf is "" when cap > 0.
  */
 int sign_v1_query(const char *token, time_t now, char *buf, size_t cap);
+
+/*
+ * Compare two secrets (e.g. a password) in time that depends on neither
+ * their content nor their lengths: both are hashed with SHA-256 and the
+ * digests compared with CRYPTO_memcmp. 1 if equal, else 0 (also when the
+ * hash fails). NULL is allowed with length 0.
+ */
+int sign_secret_equal(const void *a, size_t alen, const void *b, size_t blen);
 
 /*
  * v2 (PROTOCOL.md B.5, docs/rest-api.md): signature =

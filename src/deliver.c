@@ -58,8 +58,12 @@ static struct timeval seconds_tv(double s)
 static void push_answer(struct push *p)
 {
 	struct core *c = p->c;
-	/* Nobody acknowledged and nothing is kept for later: a timeout. */
+	/* Nobody acknowledged and nothing is kept for later: a timeout, which
+	 * the original answered over HTTP 200 ("status":1); 504 only under
+	 * rest_status_codes = strict. Some acknowledged: "status":0, and
+	 * "failed" says how many did not. */
 	bool none = p->acked == 0 && p->pending == 0 && p->total > 0;
+	bool strict = strcmp(c->conf->rest_status_codes, "strict") == 0;
 	json_t *j = json_pack("{s:i, s:I, s:I, s:I}", "status", none ? 1 : 0,
 			      "connections", (json_int_t)p->acked,
 			      "failed", (json_int_t)p->failed,
@@ -92,7 +96,7 @@ static void push_answer(struct push *p)
 	char *s = json_dumps(j, JSON_COMPACT);
 	if (p->req) {
 		if (s)
-			core_reply(c, p->req, none ? 504 : 200, NULL, s, strlen(s));
+			core_reply(c, p->req, none && strict ? 504 : 200, NULL, s, strlen(s));
 		else
 			httpd_reply_error(p->req, 500, "out of memory");
 	}

@@ -11,7 +11,10 @@
  *
  * The /send/ call is answered when every recipient acknowledged (ACK for
  * QoS 1, REC for QoS 2) or failed, or when its timeout passes; at that
- * point unacknowledged deliveries stop. After a REC the delivery lives on
+ * point unacknowledged deliveries stop. The answer is "status":0 when at
+ * least one recipient acknowledged (or is kept for later), else
+ * "status":1 "timeout" over HTTP 200 (rest_status_codes = compat, the
+ * original's) or 504 (strict). After a REC the delivery lives on
  * by itself, retransmitting REL until COM or until the connection ends.
  */
 #ifndef RB_DELIVER_H

@@ -1,12 +1,21 @@
 #include "src/rest.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <math.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "protocol/rb.h"
 #include "protocol/sign.h"
@@ -14,6 +23,7 @@
 #include "src/conf.h"
 #include "src/backend.h"
 #include "src/deliver.h"
+#include "src/guard.h"
 #include "src/hooks.h"
 #include "src/nonce.h"
 #include "src/session.h"
@@ -32,6 +42,36 @@ static void fail(struct httpd_req *req, int status, const char *msg)
 {
 	metric_inc(M_REST_ERRORS);
 	httpd_reply_error(req, status, msg);
+}
+
+static bool strict_codes(const struct core *c)
+{
+	return strcmp(c->conf->rest_status_codes, "strict") == 0;
+}
+
+/* An outcome the original answered over HTTP 200 with "status":1 (and
+ * backends written for it read it there): HTTP 200 under
+ * rest_status_codes = compat, strict_status under strict. */
+static void refuse(struct httpd_req *req, int strict_status, const char *msg)
+{
+	fail(req, strict_codes(req_core(req)) ? strict_status : 200, msg);
+}
+
+/* Bad parameters: msg is the original's "params error" (a backend may
+ * compare it), detail names the parameter. 200 (compat) or 400 (strict). */
+static void params_error(struct httpd_req *req, const char *detail)
+{
+	json_t *j = json_pack("{s:i, s:s, s:s}", "status", 1, "msg", "params error", "detail",
+			      detail);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	metric_inc(M_REST_ERRORS);
+	if (s)
+		httpd_reply(req, strict_codes(req_core(req)) ? 400 : 200, NULL, s, strlen(s));
+	else
+		httpd_reply_error(req, 500, "out of memory");
+	free(s);
+	json_decref(j);
 }
 
 /* Answers go through core_reply: one that follows a state change (a
@@ -87,7 +127,10 @@ static bool timestamp_fresh(const char *ts, time_t now, int window)
 	return v >= (long long)now - window && v <= (long long)now + window;
 }
 
-/* Checks the signature per api_signature; answers 403 itself on failure. */
+/* Checks the signature per api_signature; on failure answers "signature
+ * error" itself (HTTP 200 in compat mode, as the original; 403 in strict).
+ * v1 has no replay check: the original had none, and its SDK draws nonces
+ * from 1000..9999, so refusing a repeat would refuse honest calls. */
 static bool signed_ok(struct core *c, struct httpd_req *req)
 {
 	const char *mode = c->conf->api_signature;
@@ -123,7 +166,7 @@ static bool signed_ok(struct core *c, struct httpd_req *req)
 	metric_inc(M_SIGNATURE_ERRORS);
 	log_info("rest: %s %s from %s: signature error (%s)", req->head.method, req->head.path,
 		 req->peer, why);
-	fail(req, 403, "signature error");
+	refuse(req, 403, "signature error");
 	return false;
 }
 
@@ -142,16 +185,6 @@ static bool parse_int(const char *s, long min, long max, long *out)
 		return false;
 	*out = v;
 	return true;
-}
-
-static bool method_is(struct httpd_req *req, const char *method)
-{
-	if (strcmp(req->head.method, method) == 0)
-		return true;
-	char msg[64];
-	snprintf(msg, sizeof(msg), "method not allowed (use %s)", method);
-	fail(req, 405, msg);
-	return false;
 }
 
 /* Collects member ids of a channel into a fresh array. */
@@ -196,28 +229,78 @@ static void strv_free(struct strv *sv)
 	free(sv->v);
 }
 
+/* A name for the log: at most 120 bytes, control characters as '?'. */
+static void log_name(const char *in, char out[128])
+{
+	size_t k = 0;
+	for (const char *p = in; *p && k < 120; p++)
+		out[k++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+	if (*in && strlen(in) > 120) {
+		memcpy(out + k, "...", 3);
+		k += 3;
+	}
+	out[k] = 0;
+}
+
+/*
+ * timeout: a decimal number of seconds ("10", "2.5", "-1"); <= 0 means 10
+ * (the original's default) and more than an hour is an hour. False if s is
+ * not such a number.
+ */
+static bool parse_timeout(const char *s, double *out)
+{
+	const char *p = s;
+	size_t digits = 0;
+
+	if (*p == '-' || *p == '+')
+		p++;
+	for (; *p >= '0' && *p <= '9'; p++)
+		digits++;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			digits++;
+	if (*p || !digits || strlen(s) > 20)
+		return false;
+	double v = strtod(s, NULL);
+	*out = !(v > 0) ? 10 : v > 3600 ? 3600 : v;
+	return true;
+}
+
 static void rest_send(struct core *c, struct httpd_req *req)
 {
 	const char *channel = kv_get(&req->args, "channel");
 	const char *identity = kv_get(&req->args, "identity");
 	const char *device = kv_get(&req->args, "device");
 	const char *v;
-	long qos = 0, msgtype, timeout = 10;
+	long qos = 2, msgtype = 1;
+	double timeout = 10;
 
+	if (strcmp(req->head.method, "GET") == 0) {
+		/* The original answered a signed GET /send/ with "ok". */
+		httpd_reply(req, 200, "text/plain", "ok", 2);
+		return;
+	}
+	/* The original's defaults: msgtype 1, qos 2, timeout 10. */
 	if ((v = kv_get(&req->args, "qos")) && !parse_int(v, 0, 2, &qos)) {
-		fail(req, 400, "qos level error");
+		refuse(req, 400, "qos level error");
 		return;
 	}
-	if (!parse_int(kv_get(&req->args, "msgtype"), 0, 65535, &msgtype)) {
-		fail(req, 400, "params error: msgtype must be an integer in 0..65535");
+	if ((v = kv_get(&req->args, "msgtype")) && !parse_int(v, 0, 65535, &msgtype)) {
+		params_error(req, "msgtype must be an integer in 0..65535");
 		return;
 	}
-	if ((v = kv_get(&req->args, "timeout")) && !parse_int(v, 1, 3600, &timeout)) {
-		fail(req, 400, "params error: timeout must be an integer in 1..3600 (seconds)");
+	if ((v = kv_get(&req->args, "timeout")) && !parse_timeout(v, &timeout)) {
+		params_error(req, "timeout must be a number of seconds");
+		return;
+	}
+	if (channel && !*channel)
+		channel = NULL; /* the original took "" as missing too */
+	if (!channel && !identity && !device) {
+		refuse(req, 400, "channel miss");
 		return;
 	}
 	if ((channel != NULL) + (identity != NULL) + (device != NULL) != 1) {
-		fail(req, 400, "params error: give exactly one of channel, identity, device");
+		params_error(req, "give exactly one of channel, identity, device");
 		return;
 	}
 	uint64_t one, *ids = NULL;
@@ -233,7 +316,7 @@ static void rest_send(struct core *c, struct httpd_req *req)
 			if (qos)
 				strv_add(device, &offline);
 		} else {
-			fail(req, 404, identity ? "no such connection" : "no such device");
+			refuse(req, 404, identity ? "no such connection" : "no such device");
 			return;
 		}
 	} else {
@@ -241,27 +324,36 @@ static void rest_send(struct core *c, struct httpd_req *req)
 		/* Sessions subscribed while offline get QoS 1/2 when back. */
 		if (qos)
 			db_offline_members(c->db, channel, strv_add, &offline);
-		if (!n && !offline.n) {
-			free(ids);
-			fail(req, 404, "channel miss");
-			return;
-		}
+	}
+	char name[128];
+	log_name(channel ? channel : identity ? identity : device, name);
+	log_info("rest: push to %s \"%s\": qos %ld, msgtype %ld, %zu recipients (%zu offline)",
+		 channel ? "channel" : identity ? "identity" : "device", name, qos, msgtype,
+		 n + offline.n, offline.n);
+	if (channel && !n && !offline.n) {
+		/* Nobody to deliver to is not an error: the original's answer. */
+		metric_inc(M_PUSHES);
+		const char *ans = qos ? "{\"status\":0,\"connections\":0,\"data\":\"\"}"
+				      : "{\"status\":0}";
+		core_reply(c, req, 200, NULL, ans, strlen(ans));
+		free(ids);
+		return;
 	}
 	deliver_push(c, req, ids ? ids : &one, n, offline.v, offline.n, (uint8_t)qos,
-		     (uint16_t)msgtype, req->body, req->body_len, (double)timeout);
+		     (uint16_t)msgtype, req->body, req->body_len, timeout);
 	free(ids);
 	strv_free(&offline);
 }
 
-/* Parses the JSON object body of /sub/, /unsub/, /kick/ and finds the
- * connection; answers the error itself and returns NULL on failure. */
+/* Parses the JSON object body of /sub/, /unsub/, /kick/; answers the error
+ * itself and returns NULL on failure. */
 static json_t *json_body(struct httpd_req *req)
 {
 	json_error_t err;
 	json_t *j = json_loadb(req->body, req->body_len, 0, &err);
 	if (!j || !json_is_object(j)) {
 		json_decref(j);
-		fail(req, 400, "params error: body must be a JSON object");
+		params_error(req, "body must be a JSON object");
 		return NULL;
 	}
 	return j;
@@ -273,24 +365,30 @@ static const char *json_str(json_t *j, const char *key)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static struct conn *body_conn(struct core *c, struct httpd_req *req, json_t *j)
+static void reply_ok(struct httpd_req *req)
+{
+	core_reply(req_core(req), req, 200, NULL, "{\"status\":0}", 12);
+}
+
+/* The connection named by the body's identity; answers the error itself
+ * and returns NULL when there is none. unsub: an unknown identity is not
+ * an error in compat mode (the original answered {"status":0}). */
+static struct conn *body_conn(struct core *c, struct httpd_req *req, json_t *j, bool unsub)
 {
 	const char *identity = json_str(j, "identity");
 	if (!identity) {
-		fail(req, 400, "params error: identity (string) is required");
+		params_error(req, "identity (string) is required");
 		return NULL;
 	}
 	struct conn *cn = core_conn_by_identity(c, identity);
 	if (!conn_reachable(cn)) {
-		fail(req, 404, "no such connection");
+		if (unsub && !strict_codes(c))
+			reply_ok(req);
+		else
+			refuse(req, 404, "no such connection");
 		return NULL;
 	}
 	return cn;
-}
-
-static void reply_ok(struct httpd_req *req)
-{
-	core_reply(req_core(req), req, 200, NULL, "{\"status\":0}", 12);
 }
 
 static void rest_sub(struct core *c, struct httpd_req *req, bool sub)
@@ -303,10 +401,10 @@ static void rest_sub(struct core *c, struct httpd_req *req, bool sub)
 		return;
 	json_t *occ = json_object_get(j, "occupy");
 	if (!(channel = json_str(j, "channel")) || !*channel) {
-		fail(req, 400, "params error: channel (non-empty string) is required");
+		params_error(req, "channel (non-empty string) is required");
 	} else if (sub && occ && !json_is_boolean(occ)) {
-		fail(req, 400, "params error: occupy must be a boolean");
-	} else if ((cn = body_conn(c, req, j))) {
+		params_error(req, "occupy must be a boolean");
+	} else if ((cn = body_conn(c, req, j, !sub))) {
 		if (sub && json_is_true(occ)) {
 			/* Occupy: the channel becomes this connection's alone. */
 			size_t n;
@@ -340,10 +438,10 @@ static void rest_kick(struct core *c, struct httpd_req *req)
 	json_t *code = json_object_get(j, "code"), *reason = json_object_get(j, "reason");
 	json_int_t cv = code ? (json_is_integer(code) ? json_integer_value(code) : -1) : 4000;
 	if (cv != 1000 && (cv < 3000 || cv > 4999)) {
-		fail(req, 400, "params error: code must be 1000 or 3000..4999");
+		params_error(req, "code must be 1000 or 3000..4999");
 	} else if (reason && (!json_is_string(reason) || json_string_length(reason) > 120)) {
-		fail(req, 400, "params error: reason must be a string of at most 120 bytes");
-	} else if ((cn = body_conn(c, req, j))) {
+		params_error(req, "reason must be a string of at most 120 bytes");
+	} else if ((cn = body_conn(c, req, j, false))) {
 		metric_inc(M_CONN_KICKED);
 		log_info("conn %s: kicked (%d)", cn->identity, (int)cv);
 		core_close_conn(c, cn->id, (uint16_t)cv,
@@ -372,21 +470,182 @@ static void add_channel(const char *name, size_t members, void *arg)
 	json_array_append_new(arg, json_pack("[s, I]", name, (json_int_t)members));
 }
 
+/* Up to cap - 1 bytes of a small /proc file, NUL-terminated; false if
+ * unreadable. */
+static bool read_small(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, cap - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return n > 0;
+}
+
+/*
+ * The process fields of the original's /serverinfo/, which ran ps: user
+ * name, pid, %CPU (CPU time over time since the process started, as ps
+ * computes it) and %MEM (resident set over physical memory), as strings
+ * with one decimal. From /proc and sysconf, no subprocess.
+ */
+static void process_info(json_t *proc)
+{
+	char buf[4096], user[64], num[32];
+	struct passwd pw, *res = NULL;
+	char pwbuf[1024];
+	double cpu = 0, mem = 0;
+
+	if (getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res)
+		snprintf(user, sizeof(user), "%s", pw.pw_name);
+	else
+		snprintf(user, sizeof(user), "%u", (unsigned)geteuid());
+	json_object_set_new(proc, "user", json_string(user));
+	snprintf(num, sizeof(num), "%d", (int)getpid());
+	json_object_set_new(proc, "pid", json_string(num));
+
+	/* /proc/self/stat: fields after "(comm)"; utime, stime and starttime
+	 * are fields 14, 15 and 22, in clock ticks. */
+	long hz = sysconf(_SC_CLK_TCK);
+	char *p = read_small("/proc/self/stat", buf, sizeof(buf)) ? strrchr(buf, ')') : NULL;
+	double up = 0;
+	char upbuf[64];
+	if (p && hz > 0 && read_small("/proc/uptime", upbuf, sizeof(upbuf)) &&
+	    sscanf(upbuf, "%lf", &up) == 1) {
+		unsigned long long f[20] = { 0 };
+		int k = 0;
+		char *save = NULL;
+		for (char *t = strtok_r(p + 1, " ", &save); t && k < 20;
+		     t = strtok_r(NULL, " ", &save))
+			f[k++] = strtoull(t, NULL, 10);
+		if (k == 20) {
+			double used = (double)(f[11] + f[12]) / (double)hz;
+			double alive = up - (double)f[19] / (double)hz;
+			if (alive > 0)
+				cpu = used / alive * 100;
+		}
+	}
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	p = read_small("/proc/self/status", buf, sizeof(buf)) ? strstr(buf, "VmRSS:") : NULL;
+	unsigned long long rss_kb;
+	if (p && pages > 0 && psize > 0 && sscanf(p + 6, "%llu", &rss_kb) == 1)
+		mem = (double)rss_kb * 1024.0 / ((double)pages * (double)psize) * 100;
+	snprintf(num, sizeof(num), "%.1f", isfinite(cpu) ? cpu : 0.0);
+	json_object_set_new(proc, "cpu", json_string(num));
+	snprintf(num, sizeof(num), "%.1f", isfinite(mem) ? mem : 0.0);
+	json_object_set_new(proc, "mem", json_string(num));
+}
+
+/*
+ * "ip:port" of this node, as the original's "server": the bind address if
+ * it names one, else the first non-loopback IPv4 address of an interface
+ * that is up, else 127.0.0.1.
+ */
+static void server_addr(struct core *c, char *out, size_t cap)
+{
+	const char *bind = c->conf->bind;
+	struct in_addr a4;
+	struct in6_addr a6;
+	char ip[INET6_ADDRSTRLEN] = "127.0.0.1";
+
+	if (bind && inet_pton(AF_INET, bind, &a4) == 1 && a4.s_addr != htonl(INADDR_ANY)) {
+		snprintf(out, cap, "%s:%d", bind, c->port);
+		return;
+	}
+	if (bind && inet_pton(AF_INET6, bind, &a6) == 1 &&
+	    memcmp(&a6, &in6addr_any, sizeof(a6)) != 0) {
+		snprintf(out, cap, "[%s]:%d", bind, c->port);
+		return;
+	}
+	struct ifaddrs *ifs = NULL;
+	if (getifaddrs(&ifs) == 0) {
+		for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+			if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
+			    !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK))
+				continue;
+			inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr,
+				  ip, sizeof(ip));
+			break;
+		}
+		freeifaddrs(ifs);
+	}
+	snprintf(out, cap, "%s:%d", ip, c->port);
+}
+
+/* HTTP basic auth with admin_password, any user name. */
+static bool password_ok(struct core *c, struct httpd_req *req)
+{
+	const char *h = kv_get(&req->head.headers, "Authorization");
+	const char *pw = c->conf->admin_password;
+	unsigned char dec[768];
+	bool ok = false;
+
+	if (h && strncasecmp(h, "Basic ", 6) == 0) {
+		const char *b64 = h + 6;
+		while (*b64 == ' ')
+			b64++;
+		size_t bl = strlen(b64);
+		while (bl && b64[bl - 1] == ' ')
+			bl--;
+		if (bl && bl % 4 == 0 && bl / 4 * 3 < sizeof(dec)) {
+			int n = EVP_DecodeBlock(dec, (const unsigned char *)b64, (int)bl);
+			/* DecodeBlock counts the padding as zero bytes. */
+			for (size_t k = bl; n > 0 && k > bl - 2 && b64[k - 1] == '='; k--)
+				n--;
+			unsigned char *colon = n > 0 ? memchr(dec, ':', (size_t)n) : NULL;
+			if (colon) {
+				size_t off = (size_t)(colon + 1 - dec);
+				ok = sign_secret_equal(dec + off, (size_t)n - off, pw, strlen(pw));
+			}
+		}
+	}
+	if (ok)
+		return true;
+	metric_inc(M_REST_ERRORS);
+	log_info("rest: %s %s from %s: %s password", req->head.method, req->head.path, req->peer,
+		 h ? "wrong" : "no");
+	/* httpd_reply writes the content type as given: the second header
+	 * rides on it (httpd.h has no other way to add one). */
+	static const char body[] = "{\"status\":1,\"msg\":\"authentication required\"}";
+	httpd_reply(req, 401, "application/json\r\nWWW-Authenticate: Basic realm=\"rainbow\"",
+		    body, sizeof(body) - 1);
+	return false;
+}
+
+/* serverinfo_auth: none (as the original), signature, or password. */
+static bool serverinfo_allowed(struct core *c, struct httpd_req *req)
+{
+	const char *mode = c->conf->serverinfo_auth;
+	if (strcmp(mode, "signature") == 0)
+		return signed_ok(c, req);
+	if (strcmp(mode, "password") == 0)
+		return password_ok(c, req);
+	return true;
+}
+
 static void serverinfo(struct core *c, struct httpd_req *req)
 {
+	char server[INET6_ADDRSTRLEN + 16];
+
+	if (!serverinfo_allowed(c, req))
+		return;
+	server_addr(c, server, sizeof(server));
 	json_t *chans = json_array();
 	channels_foreach(c->channels, add_channel, chans);
 	const char *cluster = kv_get(&req->args, "cluster");
 	if (cluster && strcmp(cluster, "1") == 0) {
-		reply_json(req, 200, json_pack("{s:s, s:I, s:o, s:i, s:{s:i, s:I, s:I, s:I}}",
-			"server", c->server_name,
+		json_t *proc = json_pack("{s:I, s:I, s:I}",
+			"uptime", (json_int_t)(time(NULL) - c->started),
+			"connections", (json_int_t)c->n_open,
+			"forwards_in_flight", (json_int_t)c->fwd_inflight);
+		if (proc)
+			process_info(proc);
+		reply_json(req, 200, json_pack("{s:s, s:I, s:o, s:i, s:o}",
+			"server", server,
 			"channels_cnt", (json_int_t)channels_count(c->channels),
 			"channels", chans,
 			"status", 0,
-			"process", "pid", (int)getpid(),
-			"uptime", (json_int_t)(time(NULL) - c->started),
-			"connections", (json_int_t)c->n_open,
-			"forwards_in_flight", (json_int_t)c->fwd_inflight));
+			"process", proc));
 		return;
 	}
 	/* The HTML page of the original: one table per node (one node here). */
@@ -401,7 +660,7 @@ static void serverinfo(struct core *c, struct httpd_req *req)
 		"<!doctype html><html><head><meta charset=\"utf-8\"><title>Rainbow</title>"
 		"</head><body><h1>%s</h1><p>%zu connections, %zu channels</p>"
 		"<table><tr><th>channel</th><th>connections</th></tr>",
-		c->server_name, c->n_open, channels_count(c->channels));
+		server, c->n_open, channels_count(c->channels));
 	size_t i;
 	json_t *row;
 	json_array_foreach(chans, i, row) {
@@ -445,6 +704,7 @@ static void metrics_text(struct core *c, struct httpd_req *req)
 	void *val;
 	while (idmap_next(&c->conns, &i, &id, &val))
 		depth += (size_t)((struct conn *)val)->fq_len;
+	char *routes = guard_metrics(c->guard); /* per message type */
 	struct metric_gauges g = {
 		.connections = c->n_open,
 		.channels = channels_count(c->channels),
@@ -452,9 +712,11 @@ static void metrics_text(struct core *c, struct httpd_req *req)
 		.forward_queue_depth = depth,
 		.deliveries_in_flight = deliver_in_flight(c),
 		.pushes_waiting = deliver_pushes_waiting(c),
-		.backend_pending = backend_pending(c->backend),
+		.backend_pending = backend_pending(c->backend) + backend_pending(c->hook_backend),
+		.extra = routes,
 	};
 	char *out = metrics_render(&g, &len);
+	free(routes);
 	if (!out) {
 		fail(req, 500, "out of memory");
 		return;
@@ -474,7 +736,7 @@ static void list_channels(struct core *c, struct httpd_req *req, bool presence)
 	const char *ch = kv_get(&req->args, "channel");
 	if (!ch) {
 		json_decref(arr);
-		fail(req, 400, "params error: channel is required");
+		params_error(req, "channel is required");
 		return;
 	}
 	add_presence(c, arr, ch);
@@ -522,21 +784,36 @@ static void presence(struct core *c, struct httpd_req *req)
 static const struct route {
 	const char *path;   /* without the trailing slash */
 	const char *method; /* NULL: any (the handler checks) */
+	const char *method2; /* a second one allowed, or NULL */
 	bool is_signed;
 	void (*fn)(struct core *c, struct httpd_req *req);
 } routes[] = {
-	{ "/hello", NULL, false, hello },
-	{ "/healthz", NULL, false, healthz },
-	{ "/metrics", NULL, false, metrics_text },
-	{ "/connect", NULL, false, connect_path },
-	{ "/serverinfo", "GET", true, serverinfo },
-	{ "/send", "POST", true, rest_send },
-	{ "/sub", "POST", true, do_sub },
-	{ "/unsub", "POST", true, do_unsub },
-	{ "/kick", "POST", true, rest_kick },
-	{ "/channels", "GET", true, channels_list },
-	{ "/presence", "GET", true, presence },
+	{ "/hello", NULL, NULL, false, hello },
+	{ "/healthz", NULL, NULL, false, healthz },
+	{ "/metrics", NULL, NULL, false, metrics_text },
+	{ "/connect", NULL, NULL, false, connect_path },
+	/* serverinfo_auth decides, in the handler. */
+	{ "/serverinfo", "GET", NULL, false, serverinfo },
+	{ "/send", "POST", "GET", true, rest_send },
+	{ "/sub", "POST", NULL, true, do_sub },
+	{ "/unsub", "POST", NULL, true, do_unsub },
+	{ "/kick", "POST", NULL, true, rest_kick },
+	{ "/channels", "GET", NULL, true, channels_list },
+	{ "/presence", "GET", NULL, true, presence },
 };
+
+/* Wrong method: 405 in both modes (an HTTP matter; Tornado answered 405). */
+static bool method_ok(struct httpd_req *req, const struct route *r)
+{
+	const char *m = req->head.method;
+	if (!r->method || strcmp(m, r->method) == 0 || (r->method2 && strcmp(m, r->method2) == 0))
+		return true;
+	char msg[64];
+	snprintf(msg, sizeof(msg), "method not allowed (use %s%s%s)", r->method,
+		 r->method2 ? " or " : "", r->method2 ? r->method2 : "");
+	fail(req, 405, msg);
+	return false;
+}
 
 void rest_handle(struct httpd_req *req, void *arg)
 {
@@ -552,7 +829,7 @@ void rest_handle(struct httpd_req *req, void *arg)
 		const struct route *r = &routes[i];
 		if (strlen(r->path) != pl || strncmp(r->path, path, pl) != 0)
 			continue;
-		if (r->method && !method_is(req, r->method))
+		if (!method_ok(req, r))
 			return;
 		if (r->is_signed && !signed_ok(c, req))
 			return;

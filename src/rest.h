@@ -1,9 +1,20 @@
 /*
  * rest.h - the REST API (PROTOCOL.md A.4, B.5) served by httpd on the main
- * port (and api_port). Core thread only. Every answer is JSON with a
- * proper status, except /hello/ ("ok"), /metrics (Prometheus text) and
- * the HTML /serverinfo/ page. Every call but /hello/, /healthz and
- * /metrics must carry a valid signature (A.6).
+ * port (and api_port). Core thread only. Every answer is JSON
+ * (application/json), except /hello/ and a signed GET /send/ ("ok"),
+ * /metrics (Prometheus text) and the HTML /serverinfo/ page.
+ *
+ * rest_status_codes = compat (default): every outcome the original
+ * answered over HTTP 200 ("status":1 with "signature error", "params
+ * error", "qos level error", "channel miss", "no such connection",
+ * "timeout"...) travels over HTTP 200; strict: 403, 400, 404, 504. Either
+ * way an unknown path is 404, a wrong method 405, and HTTP-level trouble
+ * (oversized, out of memory) its own code. docs/rest-api.md lists every
+ * difference from the original.
+ *
+ * Every call but /hello/, /healthz, /metrics and /serverinfo/ must carry
+ * a valid signature (A.6; api_signature); /serverinfo/ per
+ * serverinfo_auth (none, as the original; signature; password).
  */
 #ifndef RB_REST_H
 #define RB_REST_H

@@ -167,7 +167,10 @@ def check_signature(req, token=TOKEN, window=10):
     assert re.fullmatch(r"-?\d+", q["timestamp"]), req.target
     assert abs(int(q["timestamp"]) - req.time) <= window, \
         "timestamp %s is %.1f s from arrival" % (q["timestamp"], int(q["timestamp"]) - req.time)
-    assert q["nonce"], req.target
+    # the original's nonces were integers, and backends parse them with int():
+    # decimal, no leading zero, below 2^53 (exact in JavaScript too)
+    assert re.fullmatch(r"[1-9][0-9]{0,15}", q["nonce"]) and int(q["nonce"]) < 2 ** 53, \
+        "nonce %r on %s is not a decimal integer below 2^53" % (q["nonce"], req.target)
     assert q["signature"] == sign_v1(token, q["timestamp"], q["nonce"]), \
         "bad signature on %s %s" % (req.method, req.target)
 

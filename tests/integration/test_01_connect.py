@@ -198,9 +198,20 @@ def test_unknown_path_is_json_404(gateway, backend):
     assert body.get("status") == 1 and isinstance(body.get("msg"), str) and body["msg"], body
 
 
-@pytest.mark.parametrize("kind", ["missing", "bad", "stale"])
-def test_serverinfo_requires_signature(gateway, backend, kind):
+def test_serverinfo_unsigned_by_default(gateway, backend):
+    """The original served /serverinfo/ unsigned (peers and dashboards rely on
+    it): serverinfo_auth = none is the default."""
     gw = gateway()
+    r = gw.get("/serverinfo/?cluster=1")
+    assert r.status == 200, (r.status, r.body)
+    info = rb.json_body(r)
+    assert info["status"] == 0 and info["server"] == "127.0.0.1:%d" % gw.port, info
+
+
+@pytest.mark.parametrize("codes", ["compat", "strict"])
+@pytest.mark.parametrize("kind", ["missing", "bad", "stale"])
+def test_serverinfo_requires_signature_when_configured(gateway, backend, kind, codes):
+    gw = gateway(serverinfo_auth="signature", rest_status_codes=codes)
     if kind == "missing":
         target = "/serverinfo/?cluster=1"
     else:
@@ -209,7 +220,9 @@ def test_serverinfo_requires_signature(gateway, backend, kind):
             q["signature"] = "0" * 40
         target = "/serverinfo/?cluster=1&" + urllib.parse.urlencode(q)
     r = gw.get(target)
+    assert r.status == (403 if codes == "strict" else 200), (r.status, r.body)
     assert rb.json_body(r) == {"status": 1, "msg": "signature error"}, (r.status, r.body)
+    assert rb.json_body(gw.get(gw.signed("/serverinfo/", cluster=1)))["status"] == 0
 
 
 def test_serverinfo_signed_empty(gateway, backend):

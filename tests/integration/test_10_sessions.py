@@ -45,9 +45,10 @@ def test_offline_queue_delivered_in_order_on_reconnect(gateway, backend):
         # QoS 0 is never queued
         r = await push(gw, dq("d1", qos=0), b"q0-device")
         assert (r.status, r.json) == (200, {"status": 0, "connections": 0}), (r.status, r.json)
+        # a channel whose only member is offline has no member to send QoS 0
+        # to: the original's answer for an empty channel
         r = await push(gw, cq("ch", qos=0), b"q0-channel")
-        assert (r.status, r.json) in ((404, {"status": 1, "msg": "channel miss"}),
-                                      (200, {"status": 0, "connections": 0})), (r.status, r.json)
+        assert (r.status, r.json) == (200, {"status": 0}), (r.status, r.json)
 
         rows = deliveries(gw, "d1")
         assert [(d["payload"], d["sent"], d["qos"], d["msgtype"]) for d in rows] == [
@@ -76,7 +77,7 @@ def test_offline_queue_delivered_in_order_on_reconnect(gateway, backend):
 
 def test_v1_without_session_keeps_nothing(gateway, backend):
     """A device id alone (v1, no session=1) gets no session: nothing in the
-    database, and /send/?device= is 404 once it is gone."""
+    database, and /send/?device= is "no such device" once it is gone."""
     gw = gateway()
 
     async def body():
@@ -92,7 +93,7 @@ def test_v1_without_session_keeps_nothing(gateway, backend):
         await c.close()
         await asyncio.to_thread(backend.wait, "/close", 1)
         r = await push(gw, dq("plain"), b"y")
-        rb.assert_error(r, 404, "no such device")
+        rb.assert_error(r, 200, "no such device")
         assert counts(gw) == {"sessions": 0, "subscriptions": 0, "messages": 0,
                               "deliveries": 0, "upstream": 0}, counts(gw)
     run(body())
@@ -121,11 +122,12 @@ def test_device_push_right_after_handshake(gateway, backend):
     assert not misses, "pushes right after the handshake missed the device: %r" % misses
 
 
-def test_unknown_device_is_404(gateway, backend):
-    gw = gateway()
+@pytest.mark.parametrize("codes,status", [("compat", 200), ("strict", 404)])
+def test_unknown_device(gateway, backend, codes, status):
+    gw = gateway(rest_status_codes=codes)
     for qos in (0, 1, 2):
         r = gw.push(dq("nobody", qos=qos), b"x")
-        rb.assert_error(r, 404, "no such device")
+        rb.assert_error(r, status, "no such device")
     assert counts(gw)["messages"] == 0
 
 
@@ -289,7 +291,7 @@ def test_session_expiry_deletes_everything(gateway, backend):
                               "deliveries": 0, "upstream": 0}, counts(gw)
         assert session_row(gw, "held") == (0, session_row(gw, "held")[1])
         r = await push(gw, dq("d5"), b"late")
-        rb.assert_error(r, 404, "no such device")
+        rb.assert_error(r, 200, "no such device")
         # the held session outlived the expiry and still takes pushes
         call = start_push(gw, dq("held", timeout=3), b"h")
         mid, _ = check_send(await held.recv(3), 1, b"h")
@@ -434,7 +436,8 @@ def test_session_max_messages_refuse(gateway, backend):
         for i in (3, 4):
             r = await push(gw, dq("d9"), b"m%d" % i)
             # refused for the only recipient: failed, and nobody acknowledged
-            assert r.status == 504, (i, r.status, r.json)
+            # (status 1 "timeout", over HTTP 200 as the original's timeout)
+            assert r.status == 200, (i, r.status, r.json)
             assert r.json == {"status": 1, "msg": "timeout", "connections": 0, "failed": 1,
                               "pending": 0, "data": None}, (i, r.json)
         assert drops(gw, "session_full") - before == 2
@@ -488,7 +491,10 @@ def test_inflight_cap_session_messages_wait_in_sqlite(gateway, backend):
         calls = []
         for i in range(5):
             calls.append(start_push(gw, dq("di", timeout=1), b"n%d" % i))
-            await asyncio.sleep(0.05)          # keep the order of the pushes
+            # keep the order of the pushes: the next starts once this one's
+            # delivery row is committed
+            await await_db(gw, lambda g: len(deliveries(g, "di")) == i + 1, 5,
+                           "delivery row %d" % i)
         f0, f1 = await c.recv(3), await c.recv(3)
         ids = [check_send(f0, 1, b"n0")[0], check_send(f1, 1, b"n1")[0]]
         await c.expect_no_frame(0.5)           # the cap holds the other three back

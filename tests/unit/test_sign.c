@@ -43,8 +43,11 @@
 #define NOW ((time_t)1700000000)
 #define NONCE "12345"
 
-/* "timestamp=" + 10 digits + "&nonce=" + 16 + "&signature=" + 40 */
-#define QUERY_LEN (10 + 10 + 7 + 16 + 11 + 40)
+/* "timestamp=" + 10 digits + "&nonce=" + 1..16 digits + "&signature=" + 40 */
+#define QUERY_MIN (10 + 10 + 7 + 1 + 11 + 40)
+#define QUERY_MAX (10 + 10 + 7 + SIGN_V1_NONCE_MAX_DIGITS + 11 + 40)
+/* 2^53 - 1, the largest integer a JavaScript Number holds exactly. */
+#define JS_SAFE_MAX UINT64_C(9007199254740991)
 
 static void assert_sig(const char *token, const char *ts, const char *nonce,
 		       const char *want)
@@ -235,37 +238,55 @@ static bool all_lower_hex(const char *s, size_t n)
 	return true;
 }
 
-/* Split a query from sign_v1_query, asserting its exact shape. */
-static void parse_query(const char *q, const char *ts, char nonce[17],
-			char sig[SIGN_V1_HEX_LEN + 1])
+/*
+ * Split a query from sign_v1_query, asserting its exact shape: the nonce is
+ * a decimal integer (what the original sent, and what backends parse with
+ * int()) in 1 .. 2^53 - 1, without leading zeros. Returns the nonce's value.
+ */
+static uint64_t parse_query(const char *q, const char *ts,
+			    char nonce[SIGN_V1_NONCE_MAX_DIGITS + 1],
+			    char sig[SIGN_V1_HEX_LEN + 1])
 {
-	size_t tl = strlen(ts);
+	size_t tl = strlen(ts), nl = 0;
+	uint64_t v = 0;
 
-	assert_int_equal(strlen(q), 10 + tl + 7 + 16 + 11 + 40);
 	assert_memory_equal(q, "timestamp=", 10);
 	assert_memory_equal(q + 10, ts, tl);
 	q += 10 + tl;
 	assert_memory_equal(q, "&nonce=", 7);
-	assert_true(all_lower_hex(q + 7, 16));
-	memcpy(nonce, q + 7, 16);
-	nonce[16] = '\0';
-	q += 7 + 16;
+	q += 7;
+	while (q[nl] >= '0' && q[nl] <= '9') {
+		assert_true(nl < SIGN_V1_NONCE_MAX_DIGITS);
+		v = v * 10 + (uint64_t)(q[nl] - '0');
+		nl++;
+	}
+	assert_true(nl >= 1);
+	assert_true(q[0] != '0');
+	assert_true(v >= 1 && v <= JS_SAFE_MAX);
+	memcpy(nonce, q, nl);
+	nonce[nl] = '\0';
+	q += nl;
 	assert_memory_equal(q, "&signature=", 11);
+	assert_int_equal(strlen(q + 11), 40);
 	assert_true(all_lower_hex(q + 11, 40));
 	memcpy(sig, q + 11, 40);
 	sig[40] = '\0';
+	return v;
 }
 
 static void test_query_format(void **state)
 {
-	char buf[128], nonce[17], sig[SIGN_V1_HEX_LEN + 1];
-	char want[SIGN_V1_HEX_LEN + 1];
+	char buf[128], nonce[SIGN_V1_NONCE_MAX_DIGITS + 1];
+	char sig[SIGN_V1_HEX_LEN + 1], want[SIGN_V1_HEX_LEN + 1];
+	int n;
 
 	(void)state;
 	memset(buf, 'X', sizeof(buf));
-	assert_int_equal(sign_v1_query(TOKEN, NOW, buf, sizeof(buf)),
-			 QUERY_LEN);
+	n = sign_v1_query(TOKEN, NOW, buf, sizeof(buf));
+	assert_int_equal(n, (int)strlen(buf));
+	assert_in_range(n, QUERY_MIN, QUERY_MAX);
 	parse_query(buf, TS, nonce, sig);
+	assert_int_equal(n, QUERY_MIN - 1 + (int)strlen(nonce));
 	sign_v1(TOKEN, TS, nonce, want);
 	assert_string_equal(sig, want);
 	assert_int_equal(sign_v1_verify(TOKEN, TS, nonce, sig, NOW, 10), RB_OK);
@@ -275,8 +296,8 @@ static void test_query_format(void **state)
 			 RB_EINVAL);
 
 	/* NULL token signs as "". */
-	assert_int_equal(sign_v1_query(NULL, 5, buf, sizeof(buf)),
-			 QUERY_LEN - 9);
+	n = sign_v1_query(NULL, 5, buf, sizeof(buf));
+	assert_in_range(n, QUERY_MIN - 9, QUERY_MAX - 9);
 	parse_query(buf, "5", nonce, sig);
 	assert_int_equal(sign_v1_verify("", "5", nonce, sig, 5, 0), RB_OK);
 }
@@ -285,43 +306,69 @@ static void test_query_too_small(void **state)
 {
 	size_t cap;
 	char *buf;
+	int n;
 
 	(void)state;
 	assert_int_equal(sign_v1_query(TOKEN, NOW, NULL, 0), RB_ETOOBIG);
-	/* Exact-size heap buffers, so any overrun is caught by the tools. */
-	for (cap = 1; cap <= QUERY_LEN; cap++) {
+	/* Exact-size heap buffers, so any overrun is caught by the tools. Up to
+	 * QUERY_MIN no nonce fits; from QUERY_MAX + 1 every nonce does; in
+	 * between it depends on the nonce drawn, and either answer is whole. */
+	for (cap = 1; cap <= QUERY_MAX + 1; cap++) {
 		buf = malloc(cap);
 		assert_non_null(buf);
 		memset(buf, 'X', cap);
-		assert_int_equal(sign_v1_query(TOKEN, NOW, buf, cap),
-				 RB_ETOOBIG);
-		assert_string_equal(buf, "");
+		n = sign_v1_query(TOKEN, NOW, buf, cap);
+		if (cap <= QUERY_MIN) {
+			assert_int_equal(n, RB_ETOOBIG);
+		} else if (cap == QUERY_MAX + 1) {
+			assert_in_range(n, QUERY_MIN, QUERY_MAX);
+		}
+		if (n == RB_ETOOBIG) {
+			assert_string_equal(buf, "");
+		} else {
+			assert_in_range(n, QUERY_MIN, cap - 1);
+			assert_int_equal(strlen(buf), (size_t)n);
+		}
 		free(buf);
 	}
-	buf = malloc(QUERY_LEN + 1);
-	assert_non_null(buf);
-	assert_int_equal(sign_v1_query(TOKEN, NOW, buf, QUERY_LEN + 1),
-			 QUERY_LEN);
-	assert_int_equal(strlen(buf), QUERY_LEN);
-	free(buf);
 }
 
 static void test_query_fresh_nonces(void **state)
 {
-	enum { N = 64 };
-	char nonces[N][17], sig[SIGN_V1_HEX_LEN + 1], buf[128];
+	enum { N = 256 };
+	char nonces[N][SIGN_V1_NONCE_MAX_DIGITS + 1], sig[SIGN_V1_HEX_LEN + 1];
+	char buf[128];
+	uint64_t top = 0;
 	int i, j;
 
 	(void)state;
 	for (i = 0; i < N; i++) {
-		assert_int_equal(sign_v1_query(TOKEN, NOW, buf, sizeof(buf)),
-				 QUERY_LEN);
-		parse_query(buf, TS, nonces[i], sig);
+		assert_true(sign_v1_query(TOKEN, NOW, buf, sizeof(buf)) > 0);
+		uint64_t v = parse_query(buf, TS, nonces[i], sig);
+		if (v > top)
+			top = v;
 	}
-	/* 64 random bits each: a repeat means the RNG is not being used. */
+	/* 53 random bits each: a repeat means the RNG is not being used. */
 	for (i = 0; i < N; i++)
 		for (j = i + 1; j < N; j++)
 			assert_string_not_equal(nonces[i], nonces[j]);
+	/* The whole range is used, not a narrow one (e.g. 1000..9999): the
+	 * largest of 256 draws is below 2^52 with probability 2^-256. */
+	assert_true(top >= (JS_SAFE_MAX + 1) / 2);
+}
+
+static void test_secret_equal(void **state)
+{
+	(void)state;
+	assert_true(sign_secret_equal("pw", 2, "pw", 2));
+	assert_true(sign_secret_equal(NULL, 0, "", 0));
+	assert_false(sign_secret_equal("pw", 2, "pW", 2));
+	assert_false(sign_secret_equal("pw", 2, "pw ", 3));
+	assert_false(sign_secret_equal("pw", 2, "p", 1));
+	assert_false(sign_secret_equal("", 0, "x", 1));
+	/* Lengths are given: an embedded NUL is part of the secret. */
+	assert_false(sign_secret_equal("a\0b", 3, "a\0c", 3));
+	assert_true(sign_secret_equal("a\0b", 3, "a\0b", 3));
 }
 
 
@@ -370,6 +417,7 @@ int main(void)
 		cmocka_unit_test(test_query_format),
 		cmocka_unit_test(test_query_too_small),
 		cmocka_unit_test(test_query_fresh_nonces),
+		cmocka_unit_test(test_secret_equal),
 	};
 
 	return cmocka_run_group_tests_name("sign", tests, NULL, NULL);
