@@ -144,6 +144,9 @@ def test_require_device_id(gateway, backend):
     gw = gateway(require_device_id=True)
     assert open_refused(gw) == 401
     assert open_refused(gw, headers={"X-CLIENT-OS": "linux"}) == 401
+    # Both are required, as the refusal says (a device id alone once passed).
+    assert open_refused(gw, headers={"X-DEVICEID": "dev-only"}) == 401
+    assert open_refused(gw, query={"X-DEVICEID": "dev-only"}) == 401
 
     async def body():
         a = await Client.open(gw, headers={"X-DEVICEID": "dev-h", "X-CLIENT-OS": "linux"})
