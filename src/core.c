@@ -802,7 +802,8 @@ struct core *core_new(struct conf *conf)
 	event_add(c->sig_int, NULL);
 
 	size_t max_body = conf->max_message_size + 4096;
-	c->httpd = httpd_new(c->base, max_body, 60, rest_handle, c);
+	c->httpd = httpd_new(c->base, max_body, conf->http_idle_timeout,
+			     conf->request_body_timeout, rest_handle, c);
 	if (!c->httpd)
 		goto fail;
 	c->door = door_new(c->base, c->httpd, conf->bind, conf->port, conf->handshake_timeout,

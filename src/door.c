@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <event2/util.h>
 
 #include "protocol/rb.h"
@@ -18,8 +17,6 @@
 #include "src/log.h"
 #include "src/metrics.h"
 #include "src/net.h"
-
-#define MAX_HEAD 16384
 
 struct peek {
 	struct peek *prev, *next;
@@ -32,7 +29,7 @@ struct peek {
 struct door {
 	struct event_base *base;
 	struct httpd *http;
-	struct evconnlistener *lst;
+	struct net_listener *lst;
 	int port;
 	struct timeval head_tv;
 	door_upgrade_fn on_upgrade;
@@ -63,11 +60,37 @@ static bool is_upgrade(const struct http_head *h)
 	       up && header_has_token(up, "websocket");
 }
 
+/* RFC 6455 4.2.1: refuse here what lws would refuse anyway, before the
+ * connect hook hears of it. True if the upgrade may go on; else fd is
+ * answered and closed. */
+static bool upgrade_ok(int fd, const struct http_head *h, size_t head_len)
+{
+	const char *ver = kv_get(&h->headers, "Sec-WebSocket-Version");
+	const char *key = kv_get(&h->headers, "Sec-WebSocket-Key");
+	uint64_t body;
+	enum http_body f = http_body_framing(h, &body);
+
+	if (!ver || strcmp(ver, "13") != 0) {
+		door_refuse_with(fd, head_len, 426, "Sec-WebSocket-Version: 13\r\n",
+				 "{\"status\":1,\"msg\":\"unsupported Sec-WebSocket-Version (use 13)\"}");
+	} else if (!key || !*key) {
+		door_refuse(fd, head_len, 400, "{\"status\":1,\"msg\":\"missing Sec-WebSocket-Key\"}");
+	} else if (f != HTTP_BODY_NONE && !(f == HTTP_BODY_LENGTH && body == 0)) {
+		/* lws would take a body for WebSocket frames. */
+		door_refuse(fd, head_len, 400,
+			    "{\"status\":1,\"msg\":\"an upgrade request has no body\"}");
+	} else {
+		return true;
+	}
+	metric_inc(M_UPGRADE_BAD);
+	return false;
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct peek *p = arg;
 	struct door *d = p->door;
-	char buf[MAX_HEAD];
+	char buf[HTTP_MAX_HEAD];
 	ssize_t n;
 
 	if (what & EV_TIMEOUT) {
@@ -104,19 +127,19 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	}
 	int sfd = p->fd;
 	bool up = is_upgrade(h);
-	if (!up) {
-		http_head_free(h);
-		free(h);
-		httpd_adopt(d->http, sfd);
-	}
 	p->fd = -1;
 	peek_free(p, false);
-	if (up)
+	if (up && upgrade_ok(sfd, h, head_len)) {
 		d->on_upgrade(d->arg, sfd, h, head_len);
+		return;
+	}
+	http_head_free(h);
+	free(h);
+	if (!up)
+		httpd_adopt(d->http, sfd);
 }
 
-static void on_accept(struct evconnlistener *lst, evutil_socket_t fd,
-		      struct sockaddr *sa, int salen, void *arg)
+static void on_accept(void *arg, int fd)
 {
 	struct door *d = arg;
 	struct peek *p = calloc(1, sizeof(*p));
@@ -149,13 +172,6 @@ static void on_accept(struct evconnlistener *lst, evutil_socket_t fd,
 	on_readable(fd, EV_READ, p);
 }
 
-static void on_accept_error(struct evconnlistener *lst, void *arg)
-{
-	int err = EVUTIL_SOCKET_ERROR();
-	/* EMFILE and friends: keep running, the listener retries. */
-	log_warn("door: accept failed: %s", evutil_socket_error_to_string(err));
-}
-
 struct door *door_new(struct event_base *base, struct httpd *http,
 		      const char *bind, int port, double head_timeout,
 		      door_upgrade_fn on_upgrade, void *arg)
@@ -173,7 +189,6 @@ struct door *door_new(struct event_base *base, struct httpd *http,
 	d->lst = net_listen(base, "door", bind, port, 4096, on_accept, d);
 	if (!d->lst)
 		goto fail;
-	evconnlistener_set_error_cb(d->lst, on_accept_error);
 	d->port = net_listener_port(d->lst);
 	return d;
 fail:
@@ -190,10 +205,8 @@ void door_close(struct door *d)
 {
 	if (!d)
 		return;
-	if (d->lst) {
-		evconnlistener_free(d->lst);
-		d->lst = NULL;
-	}
+	net_listener_free(d->lst);
+	d->lst = NULL;
 	while (d->peeks)
 		peek_free(d->peeks, true);
 }
@@ -208,24 +221,31 @@ void door_free(struct door *d)
 
 void door_refuse(int fd, size_t head_len, int status, const char *json_body)
 {
+	door_refuse_with(fd, head_len, status, NULL, json_body);
+}
+
+void door_refuse_with(int fd, size_t head_len, int status, const char *headers,
+		      const char *json_body)
+{
 	char buf[1024];
-	const char *reason = status == 401 ? "Unauthorized" :
-			     status == 431 ? "Request Header Fields Too Large" :
-			     status == 400 ? "Bad Request" : "Service Unavailable";
 	int n;
 
-	/* Consume what we only peeked at: closing with unread input sends a
-	 * reset, and the client might never see the answer. */
+	/* Consume what we only peeked at, and whatever else already came:
+	 * closing with unread input sends a reset, and the client might never
+	 * see the answer. */
 	while (head_len) {
 		ssize_t r = recv(fd, buf, head_len < sizeof(buf) ? head_len : sizeof(buf), 0);
 		if (r <= 0)
 			break;
 		head_len -= (size_t)r;
 	}
+	for (int i = 0; i < 16 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
+		;
 	n = snprintf(buf, sizeof(buf),
-		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%s"
 		     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-		     status, reason, strlen(json_body), json_body);
+		     status, http_reason(status), headers ? headers : "", strlen(json_body),
+		     json_body);
 	if (n > 0 && (size_t)n < sizeof(buf)) {
 		ssize_t w = send(fd, buf, (size_t)n, MSG_NOSIGNAL);
 		(void)w; /* a small answer fits the socket buffer; best effort */

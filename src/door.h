@@ -7,6 +7,11 @@
  * slowloris guard). An upgrade to /connect/ (or /connect) is handed to the
  * upgrade callback, which then owns the socket; anything else goes to the
  * REST server (httpd_adopt), which reads the untouched request itself.
+ *
+ * Upgrades the WebSocket handshake would fail are answered here, before the
+ * connect hook runs (rainbow_bad_upgrades_total): Sec-WebSocket-Version
+ * other than 13 gets 426 with "Sec-WebSocket-Version: 13", a missing
+ * Sec-WebSocket-Key or a request body 400. Accept failures: see net_listen.
  */
 #ifndef RB_DOOR_H
 #define RB_DOOR_H
@@ -39,5 +44,8 @@ void door_free(struct door *d);
  * turn into a reset that would hide the answer. Takes fd.
  */
 void door_refuse(int fd, size_t head_len, int status, const char *json_body);
+/* The same with extra header lines, each ending in CRLF (NULL: none). */
+void door_refuse_with(int fd, size_t head_len, int status, const char *headers,
+		      const char *json_body);
 
 #endif

@@ -1,6 +1,7 @@
 #include "src/http_head.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -98,6 +99,17 @@ size_t http_head_len(const char *buf, size_t len)
 	return 0;
 }
 
+static bool is_tchar(unsigned char ch)
+{
+	return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* A NUL or a CR not ending the line: parsers disagree on both. */
+static bool bad_bytes(const char *p, const char *eol)
+{
+	return memchr(p, '\0', (size_t)(eol - p)) || memchr(p, '\r', (size_t)(eol - p));
+}
+
 static const char *line_end(const char *p, const char *end, const char **next)
 {
 	const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -117,9 +129,14 @@ int http_head_parse(const char *buf, size_t len, struct http_head *out)
 	if (!eol)
 		goto fail;
 	/* Request line: METHOD SP TARGET SP HTTP/1.x */
+	if (bad_bytes(p, eol))
+		goto fail;
 	const char *sp1 = memchr(p, ' ', (size_t)(eol - p));
 	if (!sp1 || sp1 == p)
 		goto fail;
+	for (const char *m = p; m < sp1; m++)
+		if (!is_tchar((unsigned char)*m))
+			goto fail;
 	const char *target = sp1 + 1;
 	const char *sp2 = memchr(target, ' ', (size_t)(eol - target));
 	if (!sp2 || sp2 == target || eol - sp2 != 9 || strncmp(sp2 + 1, "HTTP/1.", 7) ||
@@ -143,8 +160,11 @@ int http_head_parse(const char *buf, size_t len, struct http_head *out)
 		if (*p == ' ' || *p == '\t')
 			goto fail; /* obsolete line folding: refuse rather than guess */
 		const char *colon = memchr(p, ':', (size_t)(eol - p));
-		if (!colon || colon == p)
+		if (!colon || colon == p || bad_bytes(p, eol))
 			goto fail;
+		for (const char *n = p; n < colon; n++)
+			if (!is_tchar((unsigned char)*n))
+				goto fail;
 		const char *v = colon + 1, *ve = eol;
 		while (v < ve && (*v == ' ' || *v == '\t'))
 			v++;
@@ -242,10 +262,92 @@ bool http_is_token(const char *s)
 {
 	if (!*s)
 		return false;
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (!isalnum(ch) && !strchr("!#$%&'*+-.^_`|~", ch))
+	for (; *s; s++)
+		if (!is_tchar((unsigned char)*s))
 			return false;
-	}
 	return true;
+}
+
+/* Each element of a Content-Length list ("5" or "5, 5"): 1*DIGIT, all equal.
+ * *seen says whether an earlier header already set *len. */
+static enum http_body content_length(const char *v, uint64_t *len, bool *seen)
+{
+	const char *p = v;
+	do {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!isdigit((unsigned char)*p))
+			return HTTP_BODY_BAD_LENGTH;
+		uint64_t n = 0;
+		for (; isdigit((unsigned char)*p); p++) {
+			if (n > (UINT64_MAX - 9) / 10)
+				return HTTP_BODY_BAD_LENGTH;
+			n = n * 10 + (uint64_t)(*p - '0');
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p && *p != ',')
+			return HTTP_BODY_BAD_LENGTH;
+		if (*seen && n != *len)
+			return HTTP_BODY_CONFLICT;
+		*len = n;
+		*seen = true;
+	} while (*p++ == ',');
+	return HTTP_BODY_LENGTH;
+}
+
+enum http_body http_body_framing(const struct http_head *h, uint64_t *len)
+{
+	const struct kvlist *l = &h->headers;
+	enum http_body cl = HTTP_BODY_NONE;
+	bool seen = false;
+	size_t te = 0, chunked = 0;
+
+	*len = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		const char *v = l->v[i].value;
+		if (strcasecmp(l->v[i].name, "Transfer-Encoding") == 0) {
+			te++;
+			if (strcasecmp(v, "chunked") == 0)
+				chunked++;
+		} else if (strcasecmp(l->v[i].name, "Content-Length") == 0 &&
+			   (cl == HTTP_BODY_NONE || cl == HTTP_BODY_LENGTH)) {
+			cl = content_length(v, len, &seen);
+		}
+	}
+	if (te && cl != HTTP_BODY_NONE) {
+		*len = 0;
+		return HTTP_BODY_AMBIGUOUS;
+	}
+	if (te)
+		return te == 1 && chunked == 1 ? HTTP_BODY_CHUNKED : HTTP_BODY_BAD_CODING;
+	if (cl != HTTP_BODY_LENGTH)
+		*len = 0;
+	return cl;
+}
+
+const char *http_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 411: return "Length Required";
+	case 413: return "Payload Too Large";
+	case 426: return "Upgrade Required";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	}
+	return "Unknown";
 }

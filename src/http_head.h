@@ -8,6 +8,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* The largest request head the door and the HTTP server accept (431). */
+#define HTTP_MAX_HEAD 16384
 
 struct kv {
 	char *name;
@@ -42,9 +46,35 @@ struct http_head {
 /*
  * Parse buf[0..len), a complete request head ending in CRLF CRLF (or LF LF).
  * RB_OK, RB_EPROTO (malformed) or RB_ENOMEM. On failure *out is freed.
+ * Malformed includes a method or header name that is not a token (so
+ * "Content-Length : 5" is refused, never read as another header) and a NUL
+ * or bare CR in a line: what one parser reads differently from the next is
+ * how requests get smuggled.
  */
 int http_head_parse(const char *buf, size_t len, struct http_head *out);
 void http_head_free(struct http_head *h);
+
+/* How a request says where its body ends (RFC 9112 6.3). */
+enum http_body {
+	HTTP_BODY_NONE,       /* neither header: no body */
+	HTTP_BODY_LENGTH,     /* Content-Length: *len bytes */
+	HTTP_BODY_CHUNKED,    /* Transfer-Encoding: chunked, alone */
+	HTTP_BODY_BAD_LENGTH, /* a Content-Length value that is not 1*DIGIT, or too big */
+	HTTP_BODY_CONFLICT,   /* Content-Length values that differ */
+	HTTP_BODY_AMBIGUOUS,  /* Transfer-Encoding and Content-Length together */
+	HTTP_BODY_BAD_CODING, /* any Transfer-Encoding other than one "chunked" */
+};
+
+/*
+ * Classify h's body framing; *len is set for HTTP_BODY_LENGTH (0 otherwise).
+ * Repeated Content-Length headers or a list ("5, 5") count as one when every
+ * value is the same. Anything past HTTP_BODY_CHUNKED must be refused (400)
+ * and the connection closed: guessing the framing is request smuggling.
+ */
+enum http_body http_body_framing(const struct http_head *h, uint64_t *len);
+
+/* The reason phrase for an HTTP status code ("Unknown" if not listed). */
+const char *http_reason(int status);
 
 /* Length of the head in buf (through the blank line), or 0 if incomplete. */
 size_t http_head_len(const char *buf, size_t len);

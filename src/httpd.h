@@ -7,10 +7,29 @@
  * sockets (httpd_adopt) and also listens on api_port.
  *
  * Requests: Content-Length bodies only (chunked uploads get 411), head at
- * most 16 KiB (431), body at most max_body (413), keep-alive, one request
- * at a time per connection, idle timeout. A handler answers with
- * httpd_reply() now or later: a request stays valid until replied, and if
- * the client goes away first the reply is simply discarded.
+ * most HTTP_MAX_HEAD (431), body at most max_body (413), keep-alive, one
+ * request at a time per connection. A handler answers with httpd_reply()
+ * now or later: a request stays valid until replied, and if the client goes
+ * away first the reply is simply discarded.
+ *
+ * Framing is never guessed (request smuggling): Content-Length values that
+ * differ, Content-Length with Transfer-Encoding, or a Transfer-Encoding other
+ * than chunked get 400 and the connection is closed. Errors answered before
+ * a handler runs close the connection after a short lingering read, so that
+ * unread input does not turn the close into a reset that hides the answer.
+ *
+ * Timeouts: a connection with nothing to do for idle_timeout seconds
+ * (http_idle_timeout), or whose answer the client does not read for as
+ * long, is closed. A request's body must be complete within body_timeout
+ * seconds (request_body_timeout) of its head, and a head that follows an
+ * earlier request on the connection within as long of its first byte (the
+ * door's head_timeout covers the first); past it 408 and close, counted in
+ * rainbow_http_request_timeouts_total.
+ *
+ * Also: HEAD is answered without a body (Content-Length as for GET);
+ * Expect: 100-continue gets "100 Continue" before the body is read (unless
+ * the request is refused first); an HTTP/1.0 request kept alive gets
+ * Connection: keep-alive.
  */
 #ifndef RB_HTTPD_H
 #define RB_HTTPD_H
@@ -35,8 +54,9 @@ struct httpd_req {
 /* Must eventually call httpd_reply(req, ...) exactly once. */
 typedef void (*httpd_handler)(struct httpd_req *req, void *arg);
 
+/* Timeouts in seconds. NULL on ENOMEM. */
 struct httpd *httpd_new(struct event_base *base, size_t max_body,
-			double idle_timeout, httpd_handler h, void *arg);
+			double idle_timeout, double body_timeout, httpd_handler h, void *arg);
 /* Serve the HTTP connection on fd (already accepted; takes fd). */
 void httpd_adopt(struct httpd *s, int fd);
 /* Also listen on bind:port. RB_OK or RB_EIO (logged). */

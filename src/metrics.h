@@ -21,6 +21,10 @@
 	X(M_CONN_OVER_LIMIT, "rainbow_connections_over_limit_total", "Upgrades refused by max_connections") \
 	X(M_CONN_KICKED, "rainbow_connections_kicked_total", "Connections closed through /kick/") \
 	X(M_HEAD_BAD, "rainbow_bad_request_heads_total", "Connections dropped for a bad, oversized or slow request head") \
+	X(M_HTTP_TIMEOUTS, "rainbow_http_request_timeouts_total", "REST requests not complete within request_body_timeout (408)") \
+	X(M_UPGRADE_BAD, "rainbow_bad_upgrades_total", "Upgrades refused by the door: Sec-WebSocket-Version not 13 (426), no Sec-WebSocket-Key or a body (400)") \
+	X(M_ACCEPT_ERRORS, "rainbow_accept_errors_total", "Failed accept() calls (out of file descriptors...), each followed by a pause") \
+	X(M_ACCEPT_SHED, "rainbow_accept_shed_total", "Clients answered 503 on the reserve descriptor while out of file descriptors") \
 	X(M_MALFORMED, "rainbow_malformed_packets_total", "Malformed packets received") \
 	X(M_RX_TOO_BIG, "rainbow_oversized_messages_total", "Messages over max_message_size (closed 1009)") \
 	X(M_QOS2_DUP_ANSWERED, "rainbow_qos2_duplicates_answered_total", "Duplicate QoS 2 SENDs answered from the store") \
