@@ -347,12 +347,14 @@ static struct conn *conn_new(struct core *c, uint64_t id)
 	}
 	cn->core = c;
 	cn->id = id;
+	log_limit_init(&cn->log, CONN_LOG_BURST, CONN_LOG_INTERVAL_MS);
 	cn->fd = -1;
 	return cn;
 }
 
 static void conn_free(struct core *c, struct conn *cn)
 {
+	log_limit_flush(&cn->log, LOG_INFO, cn->identity);
 	if (cn->hook_req)
 		backend_cancel(cn->hook_req);
 	if (cn->fd >= 0)

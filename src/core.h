@@ -19,6 +19,7 @@
 
 #include "src/http_head.h"
 #include "src/idmap.h"
+#include "src/log.h"
 
 struct conf;
 struct event_base;
@@ -38,6 +39,11 @@ struct push;
 struct guard;
 struct nonce_cache;
 struct timeval;
+
+/* Log lines per connection: at most this many per interval, then one
+ * "suppressed N lines" summary, so no client can flood the log. */
+#define CONN_LOG_BURST 20
+#define CONN_LOG_INTERVAL_MS 10000
 
 enum conn_state {
 	CONN_HOOK,      /* connect hook under way (socket still at the door) */
@@ -64,6 +70,7 @@ struct conn {
 	char *rehead;          /* head to replay to lws instead (see core.c) */
 	struct backend_req *hook_req;
 	struct kvlist chans;   /* channels this connection is in (names) */
+	struct log_limit log;  /* every log line about this connection (CONN_LOG_*) */
 	/* forwards (forward.c) */
 	struct fwd *fq_head, *fq_tail; /* waiting for a slot, in arrival order */
 	int fq_len;
@@ -71,7 +78,7 @@ struct conn {
 	int inflight;          /* started: in flight or waiting for a route slot */
 	struct fwd *rw_head;   /* started ones waiting for a route slot (guard.h) */
 	bool rx_paused;
-	unsigned malformed;    /* malformed packets seen (log rate limiting) */
+	unsigned malformed;    /* malformed packets seen (numbered in the log) */
 	/* pushes (deliver.c) */
 	struct idmap down;     /* msgid + 1 -> struct delivery in flight */
 	uint16_t next_msgid;

@@ -32,6 +32,17 @@
 _Static_assert(LWS_PRE <= RBUF_HEADROOM, "rbuf headroom must cover LWS_PRE");
 
 #define CLOSE_FLUSH_SECS 5
+/* Per-connection log lines: at most this many per interval (log.h). */
+#define CONN_LOG_BURST 5
+#define CONN_LOG_INTERVAL_MS 10000
+
+/* Incremental UTF-8 check of a text message (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF), fed chunk by chunk as lws hands
+ * the message over; a code point may straddle chunks and fragments. */
+struct utf8v {
+	uint8_t need;   /* continuation bytes still expected */
+	uint8_t lo, hi; /* bounds of the next continuation byte */
+};
 
 struct oitem {
 	struct oitem *next;
@@ -48,6 +59,8 @@ struct econn {
 	size_t out_bytes;
 	uint8_t *rx;       /* fragments of the message being received */
 	size_t rx_len, rx_cap;
+	struct utf8v utf8; /* state of the text message being received */
+	struct log_limit log; /* this connection's log lines */
 	bool established;
 	bool v2, tls;
 	bool closing;      /* flush the queue, then close with close_code */
@@ -55,7 +68,7 @@ struct econn {
 	uint16_t close_code;
 	uint16_t peer_code;
 	unsigned dropped;  /* QoS 0 pushes dropped (slow consumer) */
-	char close_reason[64];
+	char close_reason[124]; /* a close frame holds at most 123 reason bytes */
 };
 
 struct edge {
@@ -98,6 +111,63 @@ static void to_core(struct edge *e, uint8_t type, uint64_t id, uint8_t flags,
 	m->buf = buf;
 	m->text = text;
 	xq_push(e->to_core, m);
+}
+
+/* Feeds n bytes; false as soon as they cannot be UTF-8. */
+static bool utf8_feed(struct utf8v *u, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+
+		if (u->need) {
+			if (c < u->lo || c > u->hi)
+				return false;
+			u->lo = 0x80;
+			u->hi = 0xbf;
+			u->need--;
+			continue;
+		}
+		if (c < 0x80)
+			continue;
+		u->lo = 0x80;
+		u->hi = 0xbf;
+		if (c >= 0xc2 && c <= 0xdf) {
+			u->need = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			u->need = 2;
+			if (c == 0xe0)
+				u->lo = 0xa0; /* overlong */
+			else if (c == 0xed)
+				u->hi = 0x9f; /* surrogates */
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			u->need = 3;
+			if (c == 0xf0)
+				u->lo = 0x90; /* overlong */
+			else if (c == 0xf4)
+				u->hi = 0x8f; /* above U+10FFFF */
+		} else {
+			return false; /* 0x80..0xc1 (stray, overlong), 0xf5..0xff */
+		}
+	}
+	return true;
+}
+
+/* RFC 6455 7.4: the codes a peer may put in a close frame. 1012..1014 are
+ * registered since, but lws 4.1 turns them into 1002 before we see them. */
+static bool close_code_ok(unsigned code)
+{
+	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+	       (code >= 3000 && code <= 4999);
+}
+
+static struct econn *econn_new(uint64_t id)
+{
+	struct econn *ec = calloc(1, sizeof(*ec));
+	if (ec) {
+		ec->id = id;
+		log_limit_init(&ec->log, CONN_LOG_BURST, CONN_LOG_INTERVAL_MS);
+	}
+	return ec;
 }
 
 static void queue_clear(struct econn *ec)
@@ -155,15 +225,17 @@ static void do_send(struct edge *e, struct xq_msg *m)
 		if ((m->flags & XQF_DROPPABLE) && after > e->opts.send_queue_bytes) {
 			/* QoS 0 is at most once: shed it rather than grow the queue. */
 			if (ec->dropped++ == 0)
-				log_info("conn %llu: send queue over %zu bytes, dropping QoS 0 pushes",
-					 (unsigned long long)ec->id, e->opts.send_queue_bytes);
+				log_limited(&ec->log, LOG_INFO,
+					    "conn %llu: send queue over %zu bytes, dropping QoS 0 pushes",
+					    (unsigned long long)ec->id, e->opts.send_queue_bytes);
 			metric_drop(DROP_SLOW_CONSUMER);
 			continue;
 		}
 		if (after > e->opts.send_queue_hard_bytes) {
 			metric_drop(DROP_SLOW_CONSUMER_CLOSED);
-			log_info("conn %llu: send queue over %zu bytes, closing (slow consumer)",
-				 (unsigned long long)ec->id, e->opts.send_queue_hard_bytes);
+			log_limited(&ec->log, LOG_INFO,
+				    "conn %llu: send queue over %zu bytes, closing (slow consumer)",
+				    (unsigned long long)ec->id, e->opts.send_queue_hard_bytes);
 			start_close(ec, 1008, "slow consumer", true);
 			continue;
 		}
@@ -190,14 +262,13 @@ static void do_send(struct edge *e, struct xq_msg *m)
 
 static void do_adopt(struct edge *e, struct xq_msg *m)
 {
-	struct econn *ec = calloc(1, sizeof(*ec));
+	struct econn *ec = econn_new(m->id);
 	if (!ec || idmap_put(&e->conns, m->id, ec) != RB_OK) {
 		free(ec);
 		close(m->fd);
 		to_core(e, XQ_CLOSED, m->id, 0, NULL, NULL);
 		return;
 	}
-	ec->id = m->id;
 	/* lws reads the untouched handshake from the socket: the core only
 	 * peeked at it. On failure lws has already closed the fd. */
 	e->adopting = ec;
@@ -323,10 +394,9 @@ static int on_established(struct edge *e, struct lws *wsi)
 	if (!ec) {
 		/* TLS listener: the connection is new to the core. Reading pauses
 		 * until the connect hook admits it (XQ_FLOW on). */
-		ec = calloc(1, sizeof(*ec));
+		ec = econn_new(conn_id_next());
 		if (!ec)
 			return -1;
-		ec->id = conn_id_next();
 		ec->wsi = wsi;
 		ec->tls = true;
 		if (idmap_put(&e->conns, ec->id, ec) != RB_OK) {
@@ -353,20 +423,33 @@ static int on_receive(struct edge *e, struct econn *ec, struct lws *wsi,
 {
 	bool first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi) &&
 		     lws_remaining_packet_payload(wsi) == 0;
+	bool text = !lws_frame_is_binary(wsi);
 
 	if (ec->closing)
 		return 0;
-	if (first)
+	if (first) {
 		ec->rx_len = 0;
+		memset(&ec->utf8, 0, sizeof(ec->utf8));
+	}
 	if (ec->rx_len + len > e->opts.max_message_size) {
 		metric_inc(M_RX_TOO_BIG);
-		log_info("conn %llu: message over max_message_size %zu, closing 1009",
-			 (unsigned long long)ec->id, e->opts.max_message_size);
+		log_limited(&ec->log, LOG_INFO, "conn %llu: message over max_message_size %zu, closing 1009",
+			    (unsigned long long)ec->id, e->opts.max_message_size);
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
 				 (unsigned char *)"message too big", 15);
 		return -1;
 	}
-	uint8_t flags = lws_frame_is_binary(wsi) ? 0 : XQF_TEXT;
+	/* RFC 6455 8.1: a text message that is not UTF-8 fails the connection
+	 * (lws' own check is off: it would also drop a close frame with a bad
+	 * reason without answering 1002, see on_peer_close()). */
+	if (text && (!utf8_feed(&ec->utf8, in, len) || (final && ec->utf8.need))) {
+		log_limited(&ec->log, LOG_INFO, "conn %llu: text message is not UTF-8, closing 1007",
+			    (unsigned long long)ec->id);
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+				 (unsigned char *)"invalid utf-8", 13);
+		return -1;
+	}
+	uint8_t flags = text ? XQF_TEXT : 0;
 	struct rbuf *b;
 	if (first && final) {
 		/* The common case: one frame, no reassembly copy. */
@@ -382,7 +465,10 @@ static int on_receive(struct edge *e, struct econn *ec, struct lws *wsi,
 			ec->rx = nrx;
 			ec->rx_cap = ncap;
 		}
-		memcpy(ec->rx + ec->rx_len, in, len);
+		/* An empty fragment may come before anything was allocated:
+		 * rx is NULL then, and memcpy must not see it. */
+		if (len)
+			memcpy(ec->rx + ec->rx_len, in, len);
 		ec->rx_len += len;
 		if (!final)
 			return 0;
@@ -399,6 +485,39 @@ static int on_receive(struct edge *e, struct econn *ec, struct lws *wsi,
 		return -1;
 	to_core(e, XQ_RX, ec->id, flags, b, NULL);
 	return 0;
+}
+
+/*
+ * A close frame from the peer (payload: nothing, or a code and a UTF-8
+ * reason). lws has already replaced the codes it knows to be reserved by
+ * 1002 and will echo the payload as its answer; what it lets through (a
+ * 1-byte payload, codes from 5000 up, a reason that is not UTF-8) is a
+ * protocol error answered here with 1002. Returning -1 makes lws send our
+ * close reason instead of the echo, then drop the socket.
+ */
+static int on_peer_close(struct econn *ec, struct lws *wsi, const uint8_t *in, size_t len)
+{
+	unsigned code = len >= 2 ? (unsigned)(in[0] << 8 | in[1]) : 0;
+	struct utf8v u = { 0 };
+	const char *bad = NULL;
+
+	if (len == 1)
+		bad = "1-byte payload";
+	else if (len >= 2 && !close_code_ok(code))
+		bad = "reserved code";
+	else if (len > 2 && (!utf8_feed(&u, in + 2, len - 2) || u.need))
+		bad = "reason not UTF-8";
+	if (!bad) {
+		if (ec && len >= 2)
+			ec->peer_code = (uint16_t)code;
+		return 0;
+	}
+	if (ec)
+		log_limited(&ec->log, LOG_INFO, "conn %llu: invalid close frame (%s, code %u), closing 1002",
+			    (unsigned long long)ec->id, bad, code);
+	lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"invalid close frame",
+			 19);
+	return -1;
 }
 
 static int on_writeable(struct econn *ec, struct lws *wsi)
@@ -448,8 +567,13 @@ static void on_destroy(struct edge *e, struct lws *wsi)
 	lws_set_opaque_user_data(wsi, NULL);
 	idmap_del(&e->conns, ec->id);
 	if (ec->dropped)
-		log_info("conn %llu: %u QoS 0 pushes were dropped (slow consumer)",
-			 (unsigned long long)ec->id, ec->dropped);
+		log_limited(&ec->log, LOG_INFO, "conn %llu: %u QoS 0 pushes were dropped (slow consumer)",
+			    (unsigned long long)ec->id, ec->dropped);
+	if (ec->log.suppressed) {
+		char who[32];
+		snprintf(who, sizeof(who), "conn %llu", (unsigned long long)ec->id);
+		log_limit_flush(&ec->log, LOG_INFO, who);
+	}
 	struct xq_msg *m = xq_msg_new(XQ_CLOSED, ec->id, 0);
 	if (!m)
 		abort(); /* as in to_core(): the core must hear of every close */
@@ -491,11 +615,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		ec = lws_get_opaque_user_data(wsi);
 		return ec ? on_writeable(ec, wsi) : 0;
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-		ec = lws_get_opaque_user_data(wsi);
-		if (ec && len >= 2)
-			ec->peer_code = (uint16_t)(((const uint8_t *)in)[0] << 8 |
-						   ((const uint8_t *)in)[1]);
-		return 0;
+		return on_peer_close(lws_get_opaque_user_data(wsi), wsi, in, len);
 	case LWS_CALLBACK_HTTP:
 		/* A plain HTTP request on an lws socket (TLS port, or a client
 		 * that pipelined one): the REST API lives on the plain port. */

@@ -138,6 +138,7 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	struct core *c = f->c;
 	struct conn *cn = core_conn(c, f->conn_id);
 	const char *who = cn ? cn->identity : "(gone)";
+	struct log_limit gone = LOG_LIMIT_INIT(1, 1), *lim = cn ? &cn->log : &gone;
 	double now = mono_now(), ms = (now - f->started) * 1e3;
 	char msg[160];
 
@@ -155,8 +156,8 @@ static void on_reply(const struct backend_response *resp, void *arg)
 		bool timeout = resp->err == RB_ETIMEDOUT;
 		bool unreachable = resp->err == RB_EIO;
 		metric_forward(timeout ? FWD_TIMEOUT : unreachable ? FWD_UNREACHABLE : FWD_HTTP_ERROR);
-		log_info("forward conn %s type %u id %u: failed after %.1f ms: %s", who, f->msgtype,
-			 f->msgid, ms, resp->errmsg);
+		log_limited(lim, LOG_INFO, "forward conn %s type %u id %u: failed after %.1f ms: %s",
+			    who, f->msgtype, f->msgid, ms, resp->errmsg);
 		snprintf(msg, sizeof(msg), "backend %s", resp->errmsg);
 		fail(c, cn, f, timeout ? NAK_TIMEOUT : unreachable ? NAK_UNAVAILABLE : NAK_BACKEND,
 		     msg, timeout || unreachable);
@@ -167,8 +168,9 @@ static void on_reply(const struct backend_response *resp, void *arg)
 		hooks_apply_response(c, cn, resp);
 	if (resp->status < 200 || resp->status > 299) {
 		metric_forward(FWD_HTTP_ERROR);
-		log_info("forward conn %s type %u id %u: backend answered HTTP %d in %.1f ms", who,
-			 f->msgtype, f->msgid, resp->status, ms);
+		log_limited(lim, LOG_INFO,
+			    "forward conn %s type %u id %u: backend answered HTTP %d in %.1f ms", who,
+			    f->msgtype, f->msgid, resp->status, ms);
 		snprintf(msg, sizeof(msg), "backend answered HTTP %d", resp->status);
 		fail(c, cn, f, NAK_BACKEND, msg, resp->status >= 500);
 		goto done;
@@ -176,14 +178,16 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	const char *invalid = backend_response_header(resp, "RAINBOWREQUESTINVALID");
 	if (invalid) {
 		metric_forward(FWD_INVALID);
-		log_info("forward conn %s type %u id %u: backend refused in %.1f ms: %s", who,
-			 f->msgtype, f->msgid, ms, invalid);
+		log_limited(lim, LOG_INFO,
+			    "forward conn %s type %u id %u: backend refused in %.1f ms: %s", who,
+			    f->msgtype, f->msgid, ms, invalid);
 		fail(c, cn, f, NAK_INVALID, invalid, false);
 		goto done;
 	}
 	metric_forward(FWD_OK);
-	log_info("forward conn %s type %u qos %u id %u: HTTP %d, %zu bytes in %.1f ms", who,
-		 f->msgtype, f->qos, f->msgid, resp->status, evbuffer_get_length(resp->body), ms);
+	log_limited(lim, LOG_INFO, "forward conn %s type %u qos %u id %u: HTTP %d, %zu bytes in %.1f ms",
+		    who, f->msgtype, f->qos, f->msgid, resp->status, evbuffer_get_length(resp->body),
+		    ms);
 	size_t len = evbuffer_get_length(resp->body);
 	const uint8_t *body = evbuffer_pullup(resp->body, -1);
 	if (f->qos == 2) {
@@ -302,14 +306,16 @@ static void start(struct core *c, struct conn *cn, struct fwd *f)
 		return;
 	case GUARD_FULL:
 		metric_forward(FWD_OVER_LIMIT);
-		log_info("forward conn %s type %u id %u: refused, too many forwards of this type "
-			 "waiting", cn->identity, f->msgtype, f->msgid);
+		log_limited(&cn->log, LOG_INFO,
+			    "forward conn %s type %u id %u: refused, too many forwards of this type "
+			    "waiting", cn->identity, f->msgtype, f->msgid);
 		refuse(c, cn, f, NAK_LIMIT, "too many requests of this type waiting", 0);
 		return;
 	case GUARD_OPEN:
 		metric_forward(FWD_BREAKER_OPEN);
-		log_info("forward conn %s type %u id %u: refused, circuit breaker open (%.1f s left)",
-			 cn->identity, f->msgtype, f->msgid, retry_after);
+		log_limited(&cn->log, LOG_INFO,
+			    "forward conn %s type %u id %u: refused, circuit breaker open (%.1f s left)",
+			    cn->identity, f->msgtype, f->msgid, retry_after);
 		snprintf(msg, sizeof(msg), "backend route %u is failing; retry later", f->msgtype);
 		refuse(c, cn, f, NAK_UNAVAILABLE, msg, retry_after);
 		return;
@@ -335,8 +341,9 @@ static void route_pump(struct core *c, uint16_t route)
 		if (go && now - w->since >= c->conf->backend_timeout) {
 			guard_done(c->guard, route, GUARD_NEUTRAL, probe, now);
 			metric_forward(FWD_TIMEOUT);
-			log_info("forward conn %s type %u id %u: no backend slot within %.1f s",
-				 cn->identity, f->msgtype, f->msgid, c->conf->backend_timeout);
+			log_limited(&cn->log, LOG_INFO,
+				    "forward conn %s type %u id %u: no backend slot within %.1f s",
+				    cn->identity, f->msgtype, f->msgid, c->conf->backend_timeout);
 			go = false;
 			if (f->qos == 2)
 				fwd_store_w(c, f)->ops->up_release(fwd_store_w(c, f), f->store_key,
@@ -411,8 +418,9 @@ static void on_send(struct core *c, struct conn *cn, const struct pkt *p,
 	if (cn->fq_len >= conf->max_pending_forwards ||
 	    cn->fq_bytes + p->payload_len > conf->forward_queue_bytes) {
 		metric_forward(FWD_OVER_LIMIT);
-		log_info("conn %s: forward queue full (%d packets, %zu bytes), SEND id %u refused",
-			 cn->identity, cn->fq_len, cn->fq_bytes, p->msgid);
+		log_limited(&cn->log, LOG_INFO,
+			    "conn %s: forward queue full (%d packets, %zu bytes), SEND id %u refused",
+			    cn->identity, cn->fq_len, cn->fq_bytes, p->msgid);
 		core_send_nak(c, cn, p->qos ? p->msgid : 0, NAK_LIMIT, "too many pending requests",
 			      true);
 		return;
@@ -462,17 +470,16 @@ void fwd_on_message(struct core *c, struct conn *cn, struct rbuf *buf, bool text
 
 	if (text && c->conf->strict_frames) {
 		metric_inc(M_MALFORMED);
-		log_info("conn %s: text frame refused (strict_frames)", cn->identity);
+		log_limited(&cn->log, LOG_INFO, "conn %s: text frame refused (strict_frames)", cn->identity);
 		core_send_nak(c, cn, 0, NAK_MALFORMED, "text frames are not accepted", false);
 		return;
 	}
 	if (pkt_decode(buf->data, buf->len, cn->v2, &p, &why) != RB_OK) {
 		metric_inc(M_MALFORMED);
-		/* Every one is counted; a client sending garbage in a loop must
-		 * not flood the log, so log the first few and then a sample. */
-		if (++cn->malformed <= 10 || cn->malformed % 1000 == 0)
-			log_info("conn %s: malformed packet #%u (%zu bytes): %s", cn->identity,
-				 cn->malformed, buf->len, why);
+		/* Every one is counted; the log is rate-limited per connection. */
+		++cn->malformed;
+		log_limited(&cn->log, LOG_INFO, "conn %s: malformed packet #%u (%zu bytes): %s",
+			    cn->identity, cn->malformed, buf->len, why);
 		char msg[128];
 		snprintf(msg, sizeof(msg), "malformed packet: %s", why);
 		core_send_nak(c, cn, p.msgid, NAK_MALFORMED, msg, false);
@@ -497,8 +504,8 @@ void fwd_on_message(struct core *c, struct conn *cn, struct rbuf *buf, bool text
 	case PKT_NAK:
 		/* A v2 client refusing a push: nothing defines a meaning yet;
 		 * the delivery is retried until its timeout like an unanswered one. */
-		log_info("conn %s: NAK for push id %u: %.*s", cn->identity, p.msgid,
-			 (int)p.payload_len, (const char *)p.payload);
+		log_limited(&cn->log, LOG_INFO, "conn %s: NAK for push id %u: %.*s", cn->identity,
+			    p.msgid, (int)p.payload_len, (const char *)p.payload);
 		break;
 	}
 }

@@ -1,5 +1,6 @@
 """03 limits: malformed input (A.2, B.3), sizes, counts and slow consumers."""
 import os
+import re
 import socket
 import time
 
@@ -7,7 +8,7 @@ import pytest
 import websockets.exceptions
 
 import rainbow as rb
-from rainbow import Client, run
+from rainbow import Client, run, wait_until
 
 V2 = ["rainbow.v2"]
 
@@ -74,8 +75,24 @@ def test_many_malformed_do_not_stall(gateway, backend):
         await b.expect_no_frame(0.1)
         await a.close()
         await b.close()
-    run(body(), timeout=60)
+        return a.identity, b.identity
+    ids = run(body(), timeout=60)
     assert backend.count("/forward/") == 2
+    # The log is bounded per connection (CONN_LOG_BURST lines per 10 s, then a
+    # "suppressed N lines" summary, flushed when the connection goes): every
+    # one of the 1000 malformed packets and the forward is either a line or
+    # counted in a summary.
+    for ident in ids:
+        wait_until(lambda: ("%s: suppressed" % ident) in gw.log_text(), 10,
+                   what="the summary of " + ident)
+        lines = [l for l in gw.log_text().splitlines() if ident in l]
+        malformed = [l for l in lines if "malformed packet #" in l]
+        forwards = [l for l in lines if "forward conn %s" % ident in l]
+        suppressed = sum(int(re.search(r"suppressed (\d+) lines", l).group(1))
+                         for l in lines if "suppressed" in l)
+        assert len(malformed) + len(forwards) + suppressed == 1001, (
+            len(malformed), len(forwards), suppressed)
+        assert len(malformed) <= 20 * 7, len(malformed)
 
 
 def test_text_frame_accepted_by_default(gateway, backend):

@@ -477,8 +477,7 @@ def test_kick_unknown_identity_and_bad_body(gateway, backend, codes):
     assert_params_error(r, 400 if strict else 200, ["JSON"])
 
 
-@pytest.mark.parametrize("n", [63, pytest.param(120, marks=pytest.mark.xfail(
-    strict=True, reason="src/edge.c keeps 63 bytes of a close reason (close_reason[64])"))])
+@pytest.mark.parametrize("n", [63, 120])
 def test_kick_reason_at_most_120_bytes(gateway, backend, n):
     """docs: reason is at most 120 bytes (a close frame holds 123); longer is
     a params error, and a reason that is accepted arrives whole."""
