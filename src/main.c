@@ -21,6 +21,14 @@
 #include "src/log.h"
 #include "src/version.h"
 
+/* An empty token still "signs" (sha1 of timestamp and nonce alone), so
+ * anyone who can reach the REST API can push, kick and subscribe, and the
+ * backend cannot tell the gateway's calls from anyone else's. Allowed, for
+ * a first try on a laptop, but never silently. */
+static const char EMPTY_TOKEN[] =
+	"security_token is empty: anyone can sign REST calls and backend calls "
+	"prove nothing; set security_token in the configuration";
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -83,12 +91,16 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (check) {
+		if (!*conf.security_token)
+			fprintf(stderr, "rainbow-server: warning: %s\n", EMPTY_TOKEN);
 		printf("%s: ok\n", path ? path : "built-in defaults");
 		rc = 0;
 		goto out;
 	}
 	if (log_init(log_level_parse(conf.log_level), conf.log_file) != RB_OK)
 		goto out;
+	if (!*conf.security_token)
+		log_warn("%s", EMPTY_TOKEN);
 	if (*conf.data_dir && mkdir(conf.data_dir, 0755) != 0 && errno != EEXIST)
 		log_warn("cannot create data_dir %s: %s", conf.data_dir, strerror(errno));
 	/* A peer that vanished mid-write must not kill the process. */

@@ -4,7 +4,13 @@
  * reserved before the data for the WebSocket frame header (lws' LWS_PRE).
  *
  * The refcount is atomic, so a buffer may be referenced from both threads;
- * the bytes must not change once a second reference exists.
+ * the bytes must not change once a second reference exists, with one
+ * exception: once the core has pushed a buffer in an XQ_SEND with
+ * XQF_PATCH (a QoS 1/2 SEND), bytes 0 (DUP bit) and 3-4 (msgid) belong to
+ * the edge thread, which rewrites them for each recipient as it writes; the
+ * core must neither read nor write them after that push (it may push the
+ * same buffer again). The RBUF_HEADROOM bytes before data likewise belong
+ * to the edge, where lws writes the frame header.
  */
 #ifndef RB_RBUF_H
 #define RB_RBUF_H

@@ -1,7 +1,8 @@
 /*
  * In-memory QoS store: a chained hash table of (key, msgid) entries.
- * Entries of one key are also linked together so drop_key() is O(entries
- * of that key) through a second small index keyed by key alone.
+ * There is no index by key alone: drop_key() scans the whole table, which
+ * is fine while entries are few (a QoS exchange lasts a round trip); the
+ * SQLite store indexes by key.
  */
 #include "storage/qos_store.h"
 

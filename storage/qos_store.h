@@ -1,7 +1,10 @@
 /*
- * qos_store.h - where QoS state lives. Callers see only this interface;
- * the in-memory store (qos_mem.c) backs it today and a SQLite store backs
- * it once persistence lands (DESIGN.md, QoS and persistence contract).
+ * qos_store.h - where per-message QoS state lives. Two implementations:
+ * qos_mem.c for connections without a session (lost with the process) and
+ * qos_sqlite.c for device sessions (in the database, durable; see
+ * docs/sessions.md). Forwarding and delivery use only this interface; the
+ * session and REST code also use storage/db.h directly, for what is not
+ * per-message state (sessions, subscriptions, the offline backlog).
  * Knows nothing of sockets or WebSockets. Core thread only.
  *
  * Upstream QoS 2 (PROTOCOL.md A.3, B.4): a (key, msgid) pair, where key is

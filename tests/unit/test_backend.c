@@ -1403,6 +1403,8 @@ static char *make_head(size_t value_len, int lines)
 	char *s = malloc(cap);
 	int i;
 
+	if (!s)
+		return NULL;
 	n += (size_t)sprintf(s, "HTTP/1.1 200 OK\r\n");
 	for (i = 0; i < lines; i++) {
 		n += (size_t)sprintf(s + n, "X-%d: ", i);
