@@ -1,5 +1,5 @@
 /*
- * packet.h - the Rainbow wire codec (PROTOCOL.md A.2, B.1). Pure: no I/O,
+ * packet.h - the Rainbow wire codec (docs/protocol.md Packets, rainbow.v2). Pure: no I/O,
  * no allocation, no threads; any thread may call it.
  *
  * One packet is one binary WebSocket message. Integers are big-endian.

@@ -1,7 +1,7 @@
 /*
  * rb.h - project-wide result codes and tiny helpers shared by every layer.
  *
- * Convention (STYLE.md): functions return 0 (RB_OK) on success and a negative
+ * Convention (house style): functions return 0 (RB_OK) on success and a negative
  * rb_err on failure; RB_EAGAIN means "would block, try later" and is not an
  * error. Constructors return NULL instead. Detail goes to the log or to an
  * error buffer owned by the caller.

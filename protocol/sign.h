@@ -1,5 +1,5 @@
 /*
- * sign.h - request signatures (PROTOCOL.md A.6). Pure apart from OpenSSL's
+ * sign.h - request signatures (docs/protocol.md Signatures). Pure apart from OpenSSL's
  * hash and random functions; any thread may call it.
  *
  * v1: signature = hex(sha1(concat(sorted([token, timestamp, nonce]))))
@@ -59,7 +59,7 @@ int sign_v1_query(const char *token, time_t now, char *buf, size_t cap);
 int sign_secret_equal(const void *a, size_t alen, const void *b, size_t blen);
 
 /*
- * v2 (PROTOCOL.md B.5, docs/rest-api.md): signature =
+ * v2 (docs/rest-api.md): signature =
  *   lowercase hex(HMAC-SHA256(token, METHOD "\n" PATH "\n" CANONICAL_QUERY
  *                                    "\n" hex(SHA256(body))))
  */

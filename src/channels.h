@@ -1,6 +1,6 @@
 /*
  * channels.h - the channel registry: channel name -> member connection ids.
- * A channel exists while it has members (PROTOCOL.md A.4). Each connection
+ * A channel exists while it has members (docs/protocol.md Pushing). Each connection
  * also lists its own channels (struct conn.chans) so leaving all of them on
  * close needs no scan. Core thread only.
  */

@@ -1,7 +1,7 @@
 /*
  * core.h - the core thread: one libevent loop owning routing, connection
  * state, channels, QoS state, the REST API, the backend client and timers
- * (DESIGN.md, Threads). Everything declared here is core thread only.
+ * (docs/architecture.md). Everything declared here is core thread only.
  *
  * A WebSocket connection is a struct conn, created when its upgrade
  * arrives at the door (or when the TLS listener reports it open) and freed
@@ -98,7 +98,7 @@ struct core {
 	struct db *db;
 	struct strmap *sessions;   /* device -> struct conn holding its session */
 	struct event *expire_timer;
-	/* group commit (DESIGN.md): while a batch is open, everything that
+	/* group commit (docs/architecture.md): while a batch is open, everything that
 	 * leaves the core waits here until the COMMIT returns */
 	bool batch_open;
 	unsigned batch_ops;

@@ -1,5 +1,5 @@
 /*
- * deliver.h - pushes from the backend to clients (PROTOCOL.md A.4, B.5;
+ * deliver.h - pushes from the backend to clients (docs/protocol.md Pushing; docs/rest-api.md;
  * docs/rest-api.md): fan-out, downstream QoS 1/2 with retransmission, and
  * the /send/ receipt. Core thread only.
  *

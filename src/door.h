@@ -1,6 +1,6 @@
 /*
  * door.h - the front door: one listening port for WebSocket clients and the
- * REST API (DESIGN.md, Front door). Core thread only.
+ * REST API (docs/architecture.md). Core thread only.
  *
  * For each accepted socket the door peeks (MSG_PEEK, nothing consumed) at
  * the request head, within max_head bytes and head_timeout seconds (a

@@ -1,7 +1,7 @@
 /*
  * edge.h - the edge thread: runs lws_service() and owns every struct lws,
  * WebSocket framing, per-connection receive buffers and send queues
- * (DESIGN.md, Threads). It never blocks and never sees routing or QoS.
+ * (docs/architecture.md). It never blocks and never sees routing or QoS.
  *
  * Inputs (core -> edge, through edge_inbox()): XQ_ADOPT, XQ_SEND, XQ_CLOSE,
  * XQ_FLOW, XQ_STOP. Outputs (edge -> core, the queue given to edge_new()):

@@ -1,6 +1,6 @@
 /*
  * forward.h - turning client packets into backend calls and backend
- * answers into replies (PROTOCOL.md A.3, B.1, B.4). Core thread only.
+ * answers into replies (docs/protocol.md Forwarding, rainbow.v2, Idempotency). Core thread only.
  *
  * Per connection, SENDs wait in a FIFO and at most forward_concurrency of
  * them are in flight, started in arrival order. The queue is bounded by

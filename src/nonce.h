@@ -1,6 +1,6 @@
 /*
  * nonce.h - nonces of v2-signed REST calls seen recently, so a captured
- * request cannot be replayed (PROTOCOL.md B.5). Core thread only.
+ * request cannot be replayed (docs/rest-api.md). Core thread only.
  *
  * A nonce is kept for ttl seconds (2 x signature_window: a request older
  * than the window is refused by its timestamp anyway). At most

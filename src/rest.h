@@ -1,5 +1,5 @@
 /*
- * rest.h - the REST API (PROTOCOL.md A.4, B.5) served by httpd on the main
+ * rest.h - the REST API (docs/protocol.md Pushing; docs/rest-api.md) served by httpd on the main
  * port (and api_port). Core thread only. Every answer is JSON
  * (application/json), except /hello/ and a signed GET /send/ ("ok"),
  * /metrics (Prometheus text) and the HTML /serverinfo/ page.

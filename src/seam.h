@@ -1,7 +1,7 @@
 /*
  * seam.h - the only channel between the edge thread (libwebsockets) and the
  * core thread (libevent): two queues of messages, one per direction
- * (DESIGN.md, Threads).
+ * (docs/architecture.md).
  *
  * A queue is a mutex-protected intrusive FIFO with a doorbell: xq_push()
  * rings it only on the empty-to-non-empty transition, and the consumer

@@ -1,5 +1,5 @@
 /*
- * session.h - device sessions (PROTOCOL.md B.2; docs/sessions.md). Core
+ * session.h - device sessions (docs/protocol.md Sessions; docs/sessions.md). Core
  * thread only.
  *
  * A session belongs to a device id and lives in SQLite: its subscriptions

@@ -1,6 +1,6 @@
 /*
- * db.h - the gateway's one SQLite database (DESIGN.md, QoS and persistence
- * contract; PROTOCOL.md B.2, B.4). Knows SQLite and nothing of WebSockets.
+ * db.h - the gateway's one SQLite database (docs/sessions.md;
+ * docs/protocol.md Sessions, Idempotency). Knows SQLite and nothing of WebSockets.
  * Core thread only (one thread owns a db at a time; it may be opened
  * before that thread starts): one connection, prepared statements made once
  * at open.

@@ -7,7 +7,7 @@
  * per-message state (sessions, subscriptions, the offline backlog).
  * Knows nothing of sockets or WebSockets. Core thread only.
  *
- * Upstream QoS 2 (PROTOCOL.md A.3, B.4): a (key, msgid) pair, where key is
+ * Upstream QoS 2 (docs/protocol.md Forwarding, Idempotency): a (key, msgid) pair, where key is
  * the session (or, without one, the connection identity), moves
  *   absent -> FORWARDING (first SEND, backend call under way)
  *          -> REPLIED    (backend answered; reply kept, REC sent)

@@ -1,6 +1,6 @@
 """Helpers for the Rainbow integration tests (imported by conftest and tests).
 
-Written from PROTOCOL.md alone, independently of the gateway's C code:
+Written from docs/protocol.md alone, independently of the gateway's C code:
     - packet codec (A.2, B.1), v1 signatures (A.6) and v2 HMAC signatures
       (docs/rest-api.md),
     - a REST client (Gateway.rest / Gateway.api) signing with v1, v2 or not at all,

@@ -1,4 +1,4 @@
-"""The test helpers themselves, against PROTOCOL.md's verified vectors (no gateway)."""
+"""The test helpers themselves, against docs/protocol.md verified vectors (no gateway)."""
 import hashlib
 import json
 import urllib.parse

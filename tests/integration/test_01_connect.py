@@ -1,4 +1,4 @@
-"""01 connect: the front door (PROTOCOL.md A.1) and the REST basics on the same port."""
+"""01 connect: the front door (docs/protocol.md Connecting) and the REST basics on the same port."""
 import re
 import time
 import urllib.parse

@@ -1,4 +1,4 @@
-"""05 v2: subprotocol negotiation, HELLO, heartbeat (PROTOCOL.md B.1)."""
+"""05 v2: subprotocol negotiation, HELLO, heartbeat (docs/protocol.md rainbow.v2)."""
 import json
 import socket
 import time

@@ -2,7 +2,7 @@
 channels and identities with exact bytes for QoS 0/1/2, retransmission with DUP,
 REL retransmission, in-flight limit, fan-out to 500 members.
 
-Contract: docs/rest-api.md, PROTOCOL.md A.2, A.4, A.5, B.5. Every REST answer is
+Contract: docs/rest-api.md, docs/protocol.md Packets, Pushing, Response headers. Every REST answer is
 checked for Content-Type application/json by Gateway.api()."""
 import asyncio
 import base64

@@ -6,7 +6,7 @@ Error statuses are tested here under rest_status_codes = strict (403, 400,
 404...); test_14_compat.py tests the same outcomes over HTTP 200 (compat, the
 default) as a backend written for the original sees them.
 
-Contract: docs/rest-api.md, PROTOCOL.md A.4, A.6, B.5."""
+Contract: docs/rest-api.md, docs/protocol.md Pushing, Signatures."""
 import asyncio
 import time
 

@@ -1,5 +1,5 @@
 """10 sessions: device sessions and durable QoS without crashes (docs/sessions.md,
-PROTOCOL.md B.2): offline queueing, resume with DUP, v2 session_present,
+docs/protocol.md Sessions): offline queueing, resume with DUP, v2 session_present,
 subscriptions restored, expiry, takeover (4409), msgids unique in flight, the
 per-session caps and their overflow policies, the in-flight cap, and resume
 across a clean restart. Every test reads the SQLite rows it leaves behind

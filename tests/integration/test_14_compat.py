@@ -1,5 +1,5 @@
 """14 compat: the REST API as a backend written for the original Rainbow sees it
-(PROTOCOL.md A.4, A.6; docs/rest-api.md "Compatibility").
+(docs/protocol.md Pushing, Signatures; docs/rest-api.md "Compatibility").
 
 The calls here are the original's, with its parameters: v1 signatures with a
 4-digit integer nonce (the original SDK drew them from 1000..9999), /send/

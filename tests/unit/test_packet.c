@@ -1,5 +1,5 @@
 /*
- * test_packet.c - the wire codec against PROTOCOL.md A.2's verified vectors,
+ * test_packet.c - the wire codec against docs/protocol.md Packets verified vectors,
  * every header byte, and every truncation.
  *
  * Inputs to pkt_decode live in plain malloc'd buffers of exactly their length

@@ -1,5 +1,5 @@
 /*
- * test_sign.c - v1 request signatures (PROTOCOL.md A.6).
+ * test_sign.c - v1 request signatures (docs/protocol.md Signatures).
  *
  * The expected digests were computed independently of this code, with
  *   /usr/bin/python3 -c 'import hashlib
