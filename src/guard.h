@@ -8,8 +8,9 @@
  *     refused at once (GUARD_FULL);
  *   - a circuit breaker: after breaker_failures consecutive failures
  *     (GUARD_FAILURE: a timeout, an unreachable backend, an HTTP 5xx) the
- *     route is OPEN for cooldown seconds: every forward is refused at once (GUARD_OPEN, with the seconds left) and the waiting
- *     ones are handed back to be refused too. After the cool-down the route
+ *     route is OPEN for cooldown seconds: every forward is refused at once
+ *     (GUARD_OPEN, with the seconds left) and the waiting ones are handed
+ *     back to be refused too. After the cool-down the route
  *     is HALF_OPEN: one forward (the probe) goes through; its success closes
  *     the breaker, its failure opens it again for another cool-down.
  *     Outcomes of forwards started before the breaker opened do not move it.
