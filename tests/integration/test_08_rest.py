@@ -493,3 +493,80 @@ def test_kick_reason_at_most_120_bytes(gateway, backend, n):
         assert await a.expect_closed(5) == 4000
         assert a.ws.close_reason == "r" * n, len(a.ws.close_reason)
     run(body())
+
+
+def test_channels_presence_shapes(gateway, backend):
+    """/serverinfo/ shapes: test_14_compat.py (check_info)."""
+    gw = gateway()
+
+    async def body():
+        a = await Client.open(gw, headers={"X-DEVICEID": "dev-a", "X-CLIENT-OS": "ios"})
+        b = await Client.open(gw, headers={"X-DEVICEID": "dev-b", "X-CLIENT-OS": "android"})
+        assert gw.channels() == {}
+        gw.sub(a.identity, "c1")
+        gw.sub(a.identity, "c2")
+        gw.sub(b.identity, "c2")
+        r = gw.api("GET", "/channels/")
+        assert r.status == 200 and set(r.json) == {"status", "channels"}, r.json
+        assert sorted(r.json["channels"]) == [["c1", 1], ["c2", 2]], r.json
+        r = gw.api("GET", "/presence/", {"channel": "c2"})
+        assert r.status == 200, r.json
+        assert r.json["status"] == 0 and r.json["channel"] == "c2", r.json
+        got = sorted(r.json["connections"], key=lambda x: x["device"])
+        assert got == [{"identity": a.identity, "device": "dev-a", "platform": "ios"},
+                       {"identity": b.identity, "device": "dev-b", "platform": "android"}], r.json
+        r = gw.api("GET", "/presence/", {"channel": "nope"})
+        assert (r.status, r.json) == (200, {"status": 0, "channel": "nope", "connections": []})
+        gw.unsub(a.identity, "c1")
+        assert gw.channels() == {"c2": 2}     # a channel exists while it has members
+        await a.close()
+        await b.close()
+    run(body())
+
+
+# ---------------------------------------------------------------- /metrics
+
+def test_metrics_prometheus_format_and_push_counters(gateway, backend):
+    gw = gateway(retry_interval=0.3)
+    before = gw.metrics()   # parses strictly even before any traffic
+
+    async def body():
+        a = await Client.open(gw)
+        b = await Client.open(gw)
+        # a acknowledges at once; b only the first retransmission
+        ca = Collector(a, auto=True, reply=b"ok")
+        r = await push(gw, {"identity": a.identity, "msgtype": MSGTYPE, "qos": 1, "timeout": 5})
+        assert (r.status, r.json["connections"]) == (200, 1), r.json
+        call = asyncio.get_running_loop().create_task(
+            push(gw, {"identity": b.identity, "msgtype": MSGTYPE, "qos": 1, "timeout": 5}))
+        first = rb.decode(await b.recv())
+        dup = rb.decode(await b.recv(timeout=3))
+        assert dup.dup and dup.msgid == first.msgid, rb.describe(dup.raw)
+        await b.send(rb.ack(first.msgid, b"late"))
+        r = await call
+        assert (r.status, r.json["connections"]) == (200, 1), r.json
+        await ca.stop()
+        await a.close()
+        await b.close()
+    run(body())
+    fams = gw.metrics()
+    assert "rainbow_messages_out_total" in fams, sorted(fams)
+    assert fams["rainbow_messages_out_total"].type == "counter"
+    sent = rb.metric_value(fams, "rainbow_messages_out_total", cmd="SEND", qos="1")
+    assert sent is not None and sent >= 2, fams["rainbow_messages_out_total"].samples
+    old = rb.metric_value(before, "rainbow_messages_out_total", cmd="SEND", qos="1") or 0
+    assert sent - old >= 2, (old, sent)
+    assert "rainbow_retransmissions_total" in fams, sorted(fams)
+    assert fams["rainbow_retransmissions_total"].type == "counter"
+    assert rb.metric_value(fams, "rainbow_retransmissions_total") >= 1, \
+        fams["rainbow_retransmissions_total"].samples
+    # the backend latency histogram is fed by forwards (it once stayed 0)
+    lat0 = rb.metric_value(before, "rainbow_backend_latency_seconds_count") or 0
+
+    async def forward():
+        c = await Client.open(gw)
+        await c.qos1(2, 1, b"x")
+        await c.close()
+    run(forward())
+    lat = rb.metric_value(gw.metrics(), "rainbow_backend_latency_seconds_count")
+    assert lat == lat0 + 1, (lat0, lat)
