@@ -347,8 +347,15 @@ def test_out_of_file_descriptors(gateway, backend, raise_nofile, listener):
     finally:
         for s in held:
             s.close()
-    # Responsive again: REST and WebSocket.
-    rb.wait_until(lambda: hello_ok_headers(gw), 20, interval=0.2, what="/hello/ again")
+    # Responsive again: REST and WebSocket. The gateway frees its side of the
+    # closed connections when it reads their EOF, so the first tries may still
+    # be shed with the 503 above.
+    def hello_again():
+        try:
+            return hello_ok_headers(gw)
+        except (AssertionError, OSError):
+            return False
+    rb.wait_until(hello_again, 20, interval=0.2, what="/hello/ again")
 
     async def ws():
         a = await Client.open(gw)
@@ -358,7 +365,9 @@ def test_out_of_file_descriptors(gateway, backend, raise_nofile, listener):
     errors = rb.metric_value(fams, "rainbow_accept_errors_total")
     shed = rb.metric_value(fams, "rainbow_accept_shed_total")
     assert errors is not None and errors >= 1, errors
-    assert shed == len(answered), (shed, len(answered))
+    # Every 503 received was counted; more may have been shed afterwards
+    # (connections closed while still in the backlog, /hello/ tries above).
+    assert len(answered) <= shed < 200, (shed, len(answered))
     # The back-off spaced the failures out (10 ms doubling to 1 s): a spinning
     # accept loop fails hundreds of thousands of times in 3 s.
     assert errors < 200, errors
