@@ -344,7 +344,6 @@ static void route_pump(struct core *c, uint16_t route)
 			log_limited(&cn->log, LOG_INFO,
 				    "forward conn %s type %u id %u: no backend slot within %.1f s",
 				    cn->identity, f->msgtype, f->msgid, c->conf->backend_timeout);
-			go = false;
 			if (f->qos == 2)
 				fwd_store_w(c, f)->ops->up_release(fwd_store_w(c, f), f->store_key,
 								   f->msgid);
