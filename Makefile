@@ -43,7 +43,7 @@ else
 Q := @
 endif
 
-LIB_SRC   := $(wildcard protocol/*.c storage/*.c cluster/*.c) $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_SRC   := $(wildcard protocol/*.c storage/*.c cluster/*.c src/*/*.c) $(filter-out src/main.c,$(wildcard src/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/librainbow.a
 SERVER    := $(BUILD)/rainbow-server

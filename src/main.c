@@ -16,10 +16,10 @@
 #include <event2/event.h>
 
 #include "protocol/rb.h"
-#include "src/conf.h"
-#include "src/core.h"
-#include "src/log.h"
-#include "src/version.h"
+#include "src/base/conf.h"
+#include "src/core/core.h"
+#include "src/base/log.h"
+#include "src/base/version.h"
 
 /* An empty token still "signs" (sha1 of timestamp and nonce alone), so
  * anyone who can reach the REST API can push, kick and subscribe, and the

@@ -28,7 +28,7 @@
 #include <event2/listener.h>
 
 #include "protocol/rb.h"
-#include "src/backend.h"
+#include "src/http/backend.h"
 
 #define MAX_RECS   32
 #define MAX_RAW    16

@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "protocol/rb.h"
-#include "src/channels.h"
-#include "src/idmap.h"
+#include "src/msg/channels.h"
+#include "src/base/idmap.h"
 
 static void count_fn(const char *name, size_t members, void *arg)
 {

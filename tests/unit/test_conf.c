@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "protocol/rb.h"
-#include "src/conf.h"
+#include "src/base/conf.h"
 
 static char *write_tmp(const char *text)
 {

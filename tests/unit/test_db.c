@@ -21,7 +21,7 @@
 #include <sqlite3.h>
 
 #include "protocol/rb.h"
-#include "src/log.h"
+#include "src/base/log.h"
 #include "storage/db.h"
 
 #define MIB (1024 * 1024)

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "src/guard.h"
+#include "src/msg/guard.h"
 
 static struct guard *mk(int inflight, int queued, int failures, double cooldown)
 {

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "protocol/rb.h"
-#include "src/http_head.h"
+#include "src/http/http_head.h"
 
 static void test_upgrade_head(void **state)
 {

@@ -16,7 +16,7 @@
 #include <event2/buffer.h>
 
 #include "protocol/rb.h"
-#include "src/http_resp.h"
+#include "src/http/http_resp.h"
 
 #define MAX_BODY (1024 * 1024)
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "protocol/rb.h"
-#include "src/log.h"
+#include "src/base/log.h"
 
 #define PREFIX 31 /* "2024-01-02T03:04:05.678Z INFO  " */
 

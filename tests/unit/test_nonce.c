@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 #include "protocol/rb.h"
-#include "src/nonce.h"
+#include "src/msg/nonce.h"
 
 static void test_replay_and_expiry(void **state)
 {

@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include "protocol/rb.h"
-#include "src/idmap.h"
-#include "src/rbuf.h"
-#include "src/seam.h"
+#include "src/base/idmap.h"
+#include "src/base/rbuf.h"
+#include "src/edge/seam.h"
 
 #define PER_PRODUCER 200000
 #define PRODUCERS 2

@@ -1,11 +1,11 @@
-#include "src/nonce.h"
+#include "src/msg/nonce.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "protocol/rb.h"
-#include "src/log.h"
-#include "src/strmap.h"
+#include "src/base/log.h"
+#include "src/base/strmap.h"
 
 struct nentry {
 	struct nentry *next; /* FIFO by arrival: expiry order */

@@ -1,4 +1,4 @@
-#include "src/hooks.h"
+#include "src/msg/hooks.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,13 +11,13 @@
 
 #include "protocol/rb.h"
 #include "protocol/sign.h"
-#include "src/backend.h"
-#include "src/channels.h"
-#include "src/conf.h"
-#include "src/core.h"
-#include "src/log.h"
-#include "src/metrics.h"
-#include "src/session.h"
+#include "src/http/backend.h"
+#include "src/msg/channels.h"
+#include "src/base/conf.h"
+#include "src/core/core.h"
+#include "src/base/log.h"
+#include "src/base/metrics.h"
+#include "src/msg/session.h"
 
 char *hooks_signed_url(const struct conf *conf, const char *url)
 {

@@ -1,11 +1,11 @@
-#include "src/channels.h"
+#include "src/msg/channels.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "protocol/rb.h"
-#include "src/idmap.h"
-#include "src/strmap.h"
+#include "src/base/idmap.h"
+#include "src/base/strmap.h"
 
 struct channel {
 	struct idmap members;

@@ -1,4 +1,4 @@
-#include "src/session.h"
+#include "src/msg/session.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,12 +9,12 @@
 #include <event2/event.h>
 
 #include "protocol/rb.h"
-#include "src/conf.h"
-#include "src/core.h"
-#include "src/hooks.h"
-#include "src/log.h"
-#include "src/metrics.h"
-#include "src/strmap.h"
+#include "src/base/conf.h"
+#include "src/core/core.h"
+#include "src/msg/hooks.h"
+#include "src/base/log.h"
+#include "src/base/metrics.h"
+#include "src/base/strmap.h"
 #include "storage/db.h"
 #include "storage/qos_store.h"
 

@@ -1,4 +1,4 @@
-#include "src/deliver.h"
+#include "src/msg/deliver.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -9,14 +9,14 @@
 
 #include "protocol/packet.h"
 #include "protocol/rb.h"
-#include "src/conf.h"
-#include "src/core.h"
-#include "src/httpd.h"
-#include "src/log.h"
-#include "src/metrics.h"
-#include "src/rbuf.h"
-#include "src/seam.h"
-#include "src/session.h"
+#include "src/base/conf.h"
+#include "src/core/core.h"
+#include "src/http/httpd.h"
+#include "src/base/log.h"
+#include "src/base/metrics.h"
+#include "src/base/rbuf.h"
+#include "src/edge/seam.h"
+#include "src/msg/session.h"
 #include "storage/qos_store.h"
 
 struct push;

@@ -1,4 +1,4 @@
-#include "src/forward.h"
+#include "src/msg/forward.h"
 
 #include <assert.h>
 #include <stddef.h>
@@ -11,15 +11,15 @@
 
 #include "protocol/packet.h"
 #include "protocol/rb.h"
-#include "src/backend.h"
-#include "src/conf.h"
-#include "src/core.h"
-#include "src/deliver.h"
-#include "src/guard.h"
-#include "src/hooks.h"
-#include "src/log.h"
-#include "src/metrics.h"
-#include "src/rbuf.h"
+#include "src/http/backend.h"
+#include "src/base/conf.h"
+#include "src/core/core.h"
+#include "src/msg/deliver.h"
+#include "src/msg/guard.h"
+#include "src/msg/hooks.h"
+#include "src/base/log.h"
+#include "src/base/metrics.h"
+#include "src/base/rbuf.h"
 #include "storage/qos_store.h"
 
 struct fwd {

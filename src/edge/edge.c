@@ -9,7 +9,7 @@
  * completes; it dies only in LWS_CALLBACK_WSI_DESTROY, which lws calls for
  * every wsi, upgraded or not, so the core always hears XQ_CLOSED once.
  */
-#include "src/edge.h"
+#include "src/edge/edge.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -22,12 +22,12 @@
 #include <libwebsockets.h>
 
 #include "protocol/rb.h"
-#include "src/http_head.h"
-#include "src/idmap.h"
-#include "src/log.h"
-#include "src/metrics.h"
-#include "src/rbuf.h"
-#include "src/seam.h"
+#include "src/http/http_head.h"
+#include "src/base/idmap.h"
+#include "src/base/log.h"
+#include "src/base/metrics.h"
+#include "src/base/rbuf.h"
+#include "src/edge/seam.h"
 
 _Static_assert(LWS_PRE <= RBUF_HEADROOM, "rbuf headroom must cover LWS_PRE");
 

@@ -1,4 +1,4 @@
-#include "src/httpd.h"
+#include "src/http/httpd.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -14,9 +14,9 @@
 #include <event2/event.h>
 
 #include "protocol/rb.h"
-#include "src/log.h"
-#include "src/metrics.h"
-#include "src/net.h"
+#include "src/base/log.h"
+#include "src/base/metrics.h"
+#include "src/base/net.h"
 
 #define LINGER_S 2 /* after an error answer: wait this long for the client's FIN */
 

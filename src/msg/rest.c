@@ -1,4 +1,4 @@
-#include "src/rest.h"
+#include "src/msg/rest.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -19,19 +19,19 @@
 
 #include "protocol/rb.h"
 #include "protocol/sign.h"
-#include "src/channels.h"
-#include "src/conf.h"
-#include "src/backend.h"
-#include "src/deliver.h"
-#include "src/guard.h"
-#include "src/hooks.h"
-#include "src/nonce.h"
-#include "src/session.h"
+#include "src/msg/channels.h"
+#include "src/base/conf.h"
+#include "src/http/backend.h"
+#include "src/msg/deliver.h"
+#include "src/msg/guard.h"
+#include "src/msg/hooks.h"
+#include "src/msg/nonce.h"
+#include "src/msg/session.h"
 #include "storage/db.h"
-#include "src/core.h"
-#include "src/httpd.h"
-#include "src/log.h"
-#include "src/metrics.h"
+#include "src/core/core.h"
+#include "src/http/httpd.h"
+#include "src/base/log.h"
+#include "src/base/metrics.h"
 
 static struct core *req_core(struct httpd_req *req)
 {

@@ -1,4 +1,4 @@
-#include "src/idmap.h"
+#include "src/base/idmap.h"
 
 #include <stdlib.h>
 

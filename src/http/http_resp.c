@@ -5,7 +5,7 @@
  * error with p->errmsg set; nothing is consumed from the input that a later
  * call would need again.
  */
-#include "src/http_resp.h"
+#include "src/http/http_resp.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -17,7 +17,7 @@
 #include <event2/buffer.h>
 
 #include "protocol/rb.h"
-#include "src/http_head.h"
+#include "src/http/http_head.h"
 
 static void set_errmsg(struct http_resp *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -1,4 +1,4 @@
-#include "src/door.h"
+#include "src/core/door.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -12,11 +12,11 @@
 #include <event2/util.h>
 
 #include "protocol/rb.h"
-#include "src/http_head.h"
-#include "src/httpd.h"
-#include "src/log.h"
-#include "src/metrics.h"
-#include "src/net.h"
+#include "src/http/http_head.h"
+#include "src/http/httpd.h"
+#include "src/base/log.h"
+#include "src/base/metrics.h"
+#include "src/base/net.h"
 
 struct peek {
 	struct peek *prev, *next;

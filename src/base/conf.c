@@ -1,4 +1,4 @@
-#include "src/conf.h"
+#include "src/base/conf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <ini.h>
 
 #include "protocol/rb.h"
-#include "src/log.h"
+#include "src/base/log.h"
 
 enum opt_type { T_INT, T_BOOL, T_STR, T_SECONDS, T_BYTES };
 

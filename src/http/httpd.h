@@ -36,7 +36,7 @@
 
 #include <stddef.h>
 
-#include "src/http_head.h"
+#include "src/http/http_head.h"
 
 struct event_base;
 struct httpd;

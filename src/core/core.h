@@ -17,9 +17,9 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "src/http_head.h"
-#include "src/idmap.h"
-#include "src/log.h"
+#include "src/http/http_head.h"
+#include "src/base/idmap.h"
+#include "src/base/log.h"
 
 struct conf;
 struct event_base;

@@ -1,4 +1,4 @@
-#include "src/rbuf.h"
+#include "src/base/rbuf.h"
 
 #include <stdlib.h>
 #include <string.h>

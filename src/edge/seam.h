@@ -25,7 +25,7 @@ enum xq_type {
 	/* edge -> core */
 	XQ_OPENED = 1, /* id: WebSocket established; flags XQF_V2/XQF_TLS;
 	                * text: header block for TLS connections, made by
-	                * kv_serialize (src/http_head.h) */
+	                * kv_serialize (src/http/http_head.h) */
 	XQ_RX,         /* id: one whole message in buf; flags XQF_TEXT */
 	XQ_CLOSED,     /* id: connection gone (also if it never upgraded);
 	                * code: close code seen, 0 if none; fd: QoS 0 pushes

@@ -1,4 +1,4 @@
-#include "src/net.h"
+#include "src/base/net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,8 +17,8 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#include "src/log.h"
-#include "src/metrics.h"
+#include "src/base/log.h"
+#include "src/base/metrics.h"
 
 #define PAUSE_MIN_MS 10
 #define PAUSE_MAX_MS 1000

@@ -1,10 +1,10 @@
-#include "src/seam.h"
+#include "src/edge/seam.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "src/rbuf.h"
+#include "src/base/rbuf.h"
 
 struct xq {
 	pthread_mutex_t lock;

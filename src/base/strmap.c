@@ -1,4 +1,4 @@
-#include "src/strmap.h"
+#include "src/base/strmap.h"
 
 #include <stdint.h>
 #include <stdlib.h>

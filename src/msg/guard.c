@@ -1,4 +1,4 @@
-#include "src/guard.h"
+#include "src/msg/guard.h"
 
 #include <stdio.h>
 #include <stdlib.h>

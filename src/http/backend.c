@@ -17,7 +17,7 @@
  * afterwards; libevent itself keeps a bufferevent alive until its callback
  * returns, so freeing one from inside is safe.
  */
-#include "src/backend.h"
+#include "src/http/backend.h"
 
 #include <ctype.h>
 #include <assert.h>
@@ -41,8 +41,8 @@
 #include <event2/util.h>
 
 #include "protocol/rb.h"
-#include "src/http_head.h"
-#include "src/http_resp.h"
+#include "src/http/http_head.h"
+#include "src/http/http_resp.h"
 
 #define IDLE_TIMEOUT_S   60
 #define MAX_ADDRS        4

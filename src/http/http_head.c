@@ -1,4 +1,4 @@
-#include "src/http_head.h"
+#include "src/http/http_head.h"
 
 #include <ctype.h>
 #include <stdint.h>
