@@ -22,6 +22,7 @@
 #include "src/msg/channels.h"
 #include "src/base/conf.h"
 #include "src/msg/deliver.h"
+#include "src/core/commit.h"
 #include "src/core/door.h"
 #include "src/edge/edge.h"
 #include "src/msg/forward.h"
@@ -70,20 +71,7 @@ struct conn *core_conn_by_identity(struct core *c, const char *identity)
 	return cn && strcmp(cn->identity, identity) == 0 ? cn : NULL;
 }
 
-/* ---- group commit ---- */
-
-struct held_reply {
-	struct held_reply *next;
-	struct httpd_req *req;
-	int status;
-	char *ctype;
-	char *body;
-	size_t len;
-};
-
-/* Writes per batch before it is committed regardless: a loop that never
- * goes idle still commits (and answers) regularly. */
-#define BATCH_MAX_OPS 4096
+/* ---- QoS stores and group commit (src/core/commit.h) ---- */
 
 struct qos_store *conn_store(struct core *c, const struct conn *cn)
 {
@@ -95,93 +83,14 @@ const char *conn_key(const struct conn *cn)
 	return cn->session ? cn->device_id : cn->identity;
 }
 
-static void flush_held(struct core *c, bool committed)
+void core_batch(struct core *c)
 {
-	struct xq_msg *m = c->held_head, *next;
-	c->held_head = c->held_tail = NULL;
-	for (; m; m = next) {
-		next = m->next;
-		if (committed)
-			xq_push(c->to_edge, m);
-		else
-			xq_msg_free(m);
-	}
-	struct held_reply *r = c->held_replies, *rn;
-	c->held_replies = c->held_replies_tail = NULL;
-	for (; r; r = rn) {
-		rn = r->next;
-		if (committed)
-			httpd_reply(r->req, r->status, r->ctype, r->body, r->len);
-		else
-			httpd_reply_error(r->req, 503, "storage error");
-		free(r->ctype);
-		free(r->body);
-		free(r);
-	}
-}
-
-static void commit_now(struct core *c)
-{
-	if (!c->batch_open)
-		return;
-	c->batch_open = false;
-	c->batch_ops = 0;
-	int rc = c->dstore->ops->commit(c->dstore);
-	if (rc != RB_OK) {
-		/* Not durable, so not acknowledged: drop what depended on it.
-		 * Clients retransmit; REST callers get 503. */
-		log_error("storage: COMMIT failed (%s); dropping its acknowledgements",
-			  rb_strerror(rc));
-		c->dstore->ops->rollback(c->dstore);
-	}
-	unsigned marks = c->batch_marks;
-	c->batch_marks = 0;
-	if (rc == RB_OK && (marks & c->crash_at)) {
-		log_warn("RAINBOW_CRASH_AT: killing the process after a commit (test fault injection)");
-		raise(SIGKILL);
-	}
-	flush_held(c, rc == RB_OK);
+	commit_batch(c->commit);
 }
 
 void core_mark(struct core *c, unsigned mark)
 {
-	c->batch_marks |= mark;
-}
-
-static unsigned crash_point_from_env(void)
-{
-	const char *v = getenv("RAINBOW_CRASH_AT");
-	if (!v)
-		return 0;
-	if (!strcmp(v, "push_committed"))
-		return BATCH_PUSH;
-	if (!strcmp(v, "ack_committed"))
-		return BATCH_ACK;
-	if (!strcmp(v, "rec_committed"))
-		return BATCH_REC;
-	log_warn("RAINBOW_CRASH_AT=%s: unknown crash point, ignored", v);
-	return 0;
-}
-
-static void on_commit(evutil_socket_t fd, short what, void *arg)
-{
-	commit_now(arg);
-}
-
-void core_batch(struct core *c)
-{
-	if (c->batch_open && ++c->batch_ops >= BATCH_MAX_OPS)
-		commit_now(c);
-	if (c->batch_open)
-		return;
-	if (c->dstore->ops->begin(c->dstore) != RB_OK) {
-		log_error("storage: cannot begin a transaction");
-		return;
-	}
-	c->batch_open = true;
-	/* Lowest priority: it runs once this loop pass has nothing else to
-	 * do, so everything handled meanwhile shares one COMMIT. */
-	event_active(c->commit_ev, EV_TIMEOUT, 0);
+	commit_mark(c->commit, mark);
 }
 
 struct qos_store *conn_store_w(struct core *c, const struct conn *cn)
@@ -193,50 +102,14 @@ struct qos_store *conn_store_w(struct core *c, const struct conn *cn)
 
 void core_push_edge(struct core *c, struct xq_msg *m)
 {
-	if (!c->batch_open) {
-		xq_push(c->to_edge, m);
-		return;
-	}
-	m->next = NULL;
-	if (c->held_tail)
-		c->held_tail->next = m;
-	else
-		c->held_head = m;
-	c->held_tail = m;
+	commit_push_edge(c->commit, m);
 }
 
 void core_reply(struct core *c, struct httpd_req *req, int status, const char *ctype,
 		const char *body, size_t len)
 {
-	if (!c->batch_open) {
-		httpd_reply(req, status, ctype, body, len);
-		return;
-	}
-	struct held_reply *r = calloc(1, sizeof(*r));
-	if (r) {
-		r->ctype = ctype ? strdup(ctype) : NULL;
-		r->body = malloc(len ? len : 1);
-	}
-	if (!r || !r->body || (ctype && !r->ctype)) {
-		if (r) {
-			free(r->ctype);
-			free(r->body);
-		}
-		free(r);
-		httpd_reply_error(req, 503, "out of memory");
-		return;
-	}
-	memcpy(r->body, body, len);
-	r->req = req;
-	r->status = status;
-	r->len = len;
-	if (c->held_replies_tail)
-		c->held_replies_tail->next = r;
-	else
-		c->held_replies = r;
-	c->held_replies_tail = r;
+	commit_reply(c->commit, req, status, ctype, body, len);
 }
-
 
 void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos,
 		      bool dup, uint16_t msgid, uint16_t msgtype,
@@ -755,9 +628,8 @@ struct core *core_new(struct conf *conf)
 	c->retry_tv = event_base_init_common_timeout(c->base, &rtv);
 	if (!c->retry_tv)
 		goto fail;
-	c->crash_at = crash_point_from_env();
-	c->commit_ev = event_new(c->base, -1, 0, on_commit, c);
-	if (!c->commit_ev || event_priority_set(c->commit_ev, 2) != 0)
+	c->commit = commit_new(c->base, NULL);
+	if (!c->commit)
 		goto fail;
 	char err[512];
 	if (session_init(c, err, sizeof(err)) != RB_OK) {
@@ -836,6 +708,7 @@ struct core *core_new(struct conf *conf)
 	if (!c->edge)
 		goto fail;
 	c->to_edge = edge_inbox(c->edge);
+	commit_set_edge(c->commit, c->to_edge);
 	return c;
 fail:
 	log_error("core: start-up failed");
@@ -886,11 +759,10 @@ void core_free(struct core *c)
 	}
 	idmap_free(&c->conns);
 	idmap_free(&c->by_identity);
-	if (c->dstore)
-		commit_now(c);
+	if (c->commit)
+		commit_now(c->commit);
 	session_fini(c);
-	if (c->commit_ev)
-		event_free(c->commit_ev);
+	commit_free(c->commit);
 	nonce_cache_free(c->nonces);
 	door_free(c->door);
 	httpd_free(c->httpd);

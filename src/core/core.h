@@ -32,7 +32,7 @@ struct rbuf;
 struct fwd;
 struct db;
 struct strmap;
-struct held_reply;
+struct commit;
 struct xq_msg;
 struct httpd_req;
 struct push;
@@ -98,15 +98,7 @@ struct core {
 	struct db *db;
 	struct strmap *sessions;   /* device -> struct conn holding its session */
 	struct event *expire_timer;
-	/* group commit (docs/architecture.md): while a batch is open, everything that
-	 * leaves the core waits here until the COMMIT returns */
-	bool batch_open;
-	unsigned batch_ops;
-	struct event *commit_ev;
-	struct xq_msg *held_head, *held_tail;
-	struct held_reply *held_replies, *held_replies_tail;
-	unsigned batch_marks;      /* BATCH_* events the open batch contains */
-	unsigned crash_at;         /* test fault injection, see core_mark() */
+	struct commit *commit;     /* group commit (src/core/commit.h) */
 	struct backend *backend;   /* forwards */
 	struct backend *hook_backend; /* connect and close hooks: a pool of their
 	                           * own, so they never wait behind forwards */
@@ -178,12 +170,7 @@ const char *conn_key(const struct conn *cn);
 struct qos_store *conn_store_w(struct core *c, const struct conn *cn);
 void core_batch(struct core *c);
 
-/* What a batch contains, for the crash tests: with the environment variable
- * RAINBOW_CRASH_AT set to push_committed, ack_committed or rec_committed,
- * the process kills itself (SIGKILL) right after the COMMIT of a batch
- * holding that event and before anything that depends on it leaves. Read
- * once at start; without it this costs one branch per commit. */
-enum { BATCH_PUSH = 1, BATCH_ACK = 2, BATCH_REC = 4 };
+/* Mark the open batch for the crash tests (BATCH_* in src/core/commit.h). */
 void core_mark(struct core *c, unsigned mark);
 /* Everything sent to the edge goes through here: held while a batch is
  * open, so no acknowledgement precedes the COMMIT it depends on. */

@@ -10,6 +10,7 @@
 #include "protocol/packet.h"
 #include "protocol/rb.h"
 #include "src/base/conf.h"
+#include "src/core/commit.h"
 #include "src/core/core.h"
 #include "src/http/httpd.h"
 #include "src/base/log.h"

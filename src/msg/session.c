@@ -10,6 +10,7 @@
 
 #include "protocol/rb.h"
 #include "src/base/conf.h"
+#include "src/core/commit.h"
 #include "src/core/core.h"
 #include "src/msg/hooks.h"
 #include "src/base/log.h"
@@ -43,6 +44,8 @@ int session_init(struct core *c, char *err, size_t errlen)
 	if (!c->db)
 		return RB_EIO;
 	c->dstore = qos_sqlite_new(c->db);
+	if (c->dstore)
+		commit_set_store(c->commit, c->dstore); /* batches drive its transactions */
 	c->sessions = strmap_new();
 	c->expire_timer = event_new(c->base, -1, EV_PERSIST, on_expire, c);
 	if (!c->dstore || !c->sessions || !c->expire_timer) {
