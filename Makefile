@@ -50,7 +50,7 @@ SERVER    := $(BUILD)/rainbow-server
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run serve test unit integration bench asan tsan clean deps install uninstall
+.PHONY: all run serve test layers unit integration bench asan tsan clean deps install uninstall
 .SECONDARY:
 all: $(SERVER)
 
@@ -101,7 +101,12 @@ unit: $(UNIT_BIN)
 integration: $(SERVER)
 	$(Q)RAINBOW_BIN=$(abspath $(SERVER)) $(PY) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
+# The include rule of docs/architecture.md (lower layers never include upper ones).
+layers:
+	$(Q)$(PY) tests/tools/check_layers.py
+
 test: deps
+	$(Q)$(MAKE) --no-print-directory layers
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory integration
 

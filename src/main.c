@@ -18,6 +18,7 @@
 #include "protocol/rb.h"
 #include "src/base/conf.h"
 #include "src/core/core.h"
+#include "src/msg/app.h"
 #include "src/base/log.h"
 #include "src/base/version.h"
 
@@ -109,7 +110,7 @@ int main(int argc, char **argv)
 	 * on first use, and lws uses local time on the edge thread. */
 	tzset();
 
-	struct core *c = core_new(&conf);
+	struct core *c = core_new(&conf, msg_app());
 	if (!c)
 		goto out;
 	rc = core_run(c);

@@ -77,7 +77,7 @@
 #include <sqlite3.h>
 
 #include "protocol/rb.h"
-#include "src/log.h"
+#include "src/base/log.h"
 
 /* One writer: a lock held by someone else is a misconfiguration (two
  * gateways on one file), not contention worth waiting long for. */

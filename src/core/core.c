@@ -18,23 +18,15 @@
 #include "protocol/packet.h"
 #include "protocol/rb.h"
 #include "src/http/backend.h"
-#include "src/msg/guard.h"
-#include "src/msg/channels.h"
 #include "src/base/conf.h"
-#include "src/msg/deliver.h"
 #include "src/core/commit.h"
 #include "src/core/door.h"
 #include "src/edge/edge.h"
-#include "src/msg/forward.h"
-#include "src/msg/hooks.h"
 #include "src/http/httpd.h"
 #include "src/base/log.h"
 #include "src/base/metrics.h"
-#include "src/msg/nonce.h"
 #include "src/base/rbuf.h"
-#include "src/msg/rest.h"
 #include "src/edge/seam.h"
-#include "src/msg/session.h"
 #include "storage/qos_store.h"
 
 struct conn *core_conn(struct core *c, uint64_t id)
@@ -232,11 +224,7 @@ static void conn_free(struct core *c, struct conn *cn)
 		backend_cancel(cn->hook_req);
 	if (cn->fd >= 0)
 		close(cn->fd);
-	session_detach(c, cn);
-	while (cn->chans.n)
-		conn_leave(c, cn, cn->chans.v[cn->chans.n - 1].name);
-	deliver_conn_gone(c, cn);
-	fwd_conn_gone(c, cn);
+	c->app->gone(c, cn);
 	if (cn->state == CONN_OPEN)
 		c->n_open--;
 	idmap_del(&c->conns, cn->id);
@@ -255,15 +243,14 @@ static void conn_opened(struct core *c, struct conn *cn)
 	cn->state = CONN_OPEN;
 	c->n_open++;
 	metric_inc(M_CONN_OPENED);
-	if (cn->tls && session_wanted(cn))
-		cn->session_present = session_attach(c, cn);
+	if (cn->tls)
+		cn->session_present = c->app->take_session(c, cn);
 	log_info("conn %s: open (%s%s, device %s, %s)", cn->identity,
 		 cn->v2 ? "rainbow.v2" : "v1", cn->session ? ", session" : "",
 		 cn->device_id ? cn->device_id : "-", cn->platform ? cn->platform : "-");
 	if (cn->v2)
 		send_hello(c, cn, cn->session_present);
-	if (cn->session)
-		deliver_resume(c, cn);
+	c->app->opened(c, cn);
 }
 
 void core_admit(struct core *c, struct conn *cn)
@@ -283,8 +270,7 @@ void core_admit(struct core *c, struct conn *cn)
 	/* Take the session now, not when the WebSocket is up: the ADOPT waits
 	 * for the session's COMMIT, so by the time the client has its 101 its
 	 * session exists and the backend can push to the device at once. */
-	if (session_wanted(cn))
-		cn->session_present = session_attach(c, cn);
+	cn->session_present = c->app->take_session(c, cn);
 	if (cn->rehead) {
 		/* Consume the head we peeked at; lws gets the rewritten one. It
 		 * is all in the socket buffer already (we saw it), so this does
@@ -359,7 +345,7 @@ static void begin_connect(struct core *c, struct conn *cn, const struct kvlist *
 		cn->device_id = strndup(cn->identity, 32);
 	}
 	cn->platform = os ? strdup(os) : NULL;
-	hooks_connect(c, cn, hdrs, args);
+	c->app->connect(c, cn, hdrs, args);
 }
 
 /*
@@ -473,7 +459,7 @@ static void on_closed(struct core *c, struct xq_msg *m)
 		log_info("conn %s: closed; %d QoS 0 pushes to it were dropped (slow consumer)",
 			 cn->identity, m->fd);
 	log_debug("conn %s: closed", cn->identity);
-	hooks_close(c, cn);
+	c->app->closed(c, cn);
 	conn_free(c, cn);
 	core_maybe_stopped(c);
 }
@@ -496,7 +482,7 @@ static void drain_inbox(evutil_socket_t fd, short what, void *arg)
 		case XQ_RX:
 			cn = core_conn(c, m->id);
 			if (cn && cn->state == CONN_OPEN)
-				fwd_on_message(c, cn, m->buf, m->flags & XQF_TEXT);
+				c->app->message(c, cn, m->buf, m->flags & XQF_TEXT);
 			break;
 		case XQ_CLOSED:
 			on_closed(c, m);
@@ -602,12 +588,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	core_maybe_stopped(c);
 }
 
-struct core *core_new(struct conf *conf)
+struct core *core_new(struct conf *conf, const struct core_app *app)
 {
 	struct core *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->conf = conf;
+	c->app = app;
 	c->inbox_fd = -1;
 	c->started = time(NULL);
 	c->base = event_base_new();
@@ -615,10 +602,7 @@ struct core *core_new(struct conf *conf)
 	 * commit, which so runs once a loop pass has nothing else to do. */
 	if (c->base && event_base_priority_init(c->base, 3) != 0)
 		goto fail;
-	c->channels = channels_new();
-	c->store = qos_mem_new();
-	c->nonces = nonce_cache_new(2 * conf->signature_window);
-	if (!c->base || !c->channels || !c->store || !c->nonces)
+	if (!c->base)
 		goto fail;
 	/* Every delivery waits the same retry_interval: a common timeout
 	 * keeps 10,000 such timers O(1) each instead of a heap of them. */
@@ -632,8 +616,8 @@ struct core *core_new(struct conf *conf)
 	if (!c->commit)
 		goto fail;
 	char err[512];
-	if (session_init(c, err, sizeof(err)) != RB_OK) {
-		log_error("storage: %s", err);
+	if (app->init(c, err, sizeof(err)) != RB_OK) {
+		log_error("core: %s", err);
 		goto fail;
 	}
 	struct backend_opts bo = {
@@ -646,20 +630,7 @@ struct core *core_new(struct conf *conf)
 	c->backend = backend_new(c->base, &bo);
 	bo.max_connections = conf->hook_max_connections;
 	c->hook_backend = backend_new(c->base, &bo);
-	/* By default one route may use three quarters of the pool: a single
-	 * busy route keeps most of the throughput, and a hanging one leaves the
-	 * rest to the others. */
-	int pool = conf->backend_max_connections, reserve = pool / 4 ? pool / 4 : 1;
-	struct guard_opts go = {
-		.max_inflight = conf->route_max_inflight ? conf->route_max_inflight
-			: (pool > reserve ? pool - reserve : 1),
-		.max_queued = conf->route_max_queued ? conf->route_max_queued
-			: conf->backend_max_queue,
-		.breaker_failures = conf->breaker_failures,
-		.cooldown = conf->breaker_cooldown,
-	};
-	c->guard = guard_new(&go);
-	if (!c->hook_backend || !c->guard)
+	if (!c->hook_backend)
 		goto fail;
 	c->inbox_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	c->inbox = xq_new(ring_core, c);
@@ -677,7 +648,7 @@ struct core *core_new(struct conf *conf)
 
 	size_t max_body = conf->max_message_size + 4096;
 	c->httpd = httpd_new(c->base, max_body, conf->http_idle_timeout,
-			     conf->request_body_timeout, rest_handle, c);
+			     conf->request_body_timeout, app->http, c);
 	if (!c->httpd)
 		goto fail;
 	c->door = door_new(c->base, c->httpd, conf->bind, conf->port, conf->handshake_timeout,
@@ -749,7 +720,7 @@ void core_free(struct core *c)
 	/* Stop the edge first: nothing may push into our queue after this. */
 	edge_stop_thread(c->edge);
 	if (c->httpd)
-		deliver_shutdown(c);
+		c->app->stop(c);
 	size_t i = 0;
 	uint64_t id;
 	void *val;
@@ -759,16 +730,18 @@ void core_free(struct core *c)
 	}
 	idmap_free(&c->conns);
 	idmap_free(&c->by_identity);
-	if (c->commit)
-		commit_now(c->commit);
-	session_fini(c);
-	commit_free(c->commit);
-	nonce_cache_free(c->nonces);
-	door_free(c->door);
-	httpd_free(c->httpd);
+	/* Pending backend calls complete (RB_ECLOSED) while the app's state
+	 * still exists; then the last batch commits; then the app goes. */
 	backend_free(c->backend);
 	backend_free(c->hook_backend);
-	guard_free(c->guard);
+	c->backend = c->hook_backend = NULL;
+	if (c->commit)
+		commit_now(c->commit);
+	if (c->app)
+		c->app->fini(c);
+	commit_free(c->commit);
+	door_free(c->door);
+	httpd_free(c->httpd);
 	edge_free(c->edge);
 	if (c->inbox_ev)
 		event_free(c->inbox_ev);
@@ -781,9 +754,6 @@ void core_free(struct core *c)
 	xq_free(c->inbox);
 	if (c->inbox_fd >= 0)
 		close(c->inbox_fd);
-	if (c->store)
-		c->store->ops->free(c->store);
-	channels_free(c->channels);
 	if (c->base)
 		event_base_free(c->base);
 	free(c);

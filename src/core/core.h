@@ -37,6 +37,7 @@ struct xq_msg;
 struct httpd_req;
 struct push;
 struct guard;
+struct engine;
 struct nonce_cache;
 struct timeval;
 
@@ -88,6 +89,7 @@ struct conn {
 
 struct core {
 	struct conf *conf;
+	const struct core_app *app;
 	struct event_base *base;
 	struct idmap conns;        /* id -> struct conn */
 	struct idmap by_identity;  /* identity_key() -> struct conn */
@@ -103,6 +105,7 @@ struct core {
 	struct backend *hook_backend; /* connect and close hooks: a pool of their
 	                           * own, so they never wait behind forwards */
 	struct guard *guard;       /* per-route bounds and circuit breakers */
+	struct engine *engine;     /* cross-node operations (src/msg/engine.h) */
 	struct httpd *httpd;
 	struct door *door;
 	struct edge *edge;
@@ -124,9 +127,42 @@ struct core {
 	int exit_code;
 };
 
+/*
+ * What connections, messages and REST calls mean: the messaging layer
+ * (src/msg/app.h) implements these, and the core calls them at the points
+ * of a connection's life. The core includes nothing from src/msg. Every
+ * callback runs on the core thread; a connection is never freed inside its
+ * own callback.
+ */
+struct core_app {
+	/* After the loop exists and before listeners open: the app's state
+	 * (channels, stores, sessions...). RB_OK, or an error with err set. */
+	int (*init)(struct core *c, char *err, size_t errlen);
+	/* Shutdown, before the connections are freed; fini after them. */
+	void (*stop)(struct core *c);
+	void (*fini)(struct core *c);
+	/* A REST request (httpd handler; arg is the core). */
+	void (*http)(struct httpd_req *req, void *arg);
+	/* An upgrade passed the door's checks: run the connect hook, then
+	 * call core_admit() or core_refuse(). */
+	void (*connect)(struct core *c, struct conn *cn, const struct kvlist *headers,
+			const struct kvlist *args);
+	/* Admitted: take cn's device session if it wants one; returns whether
+	 * the session existed before (HELLO's session_present). */
+	bool (*take_session)(struct core *c, struct conn *cn);
+	/* The WebSocket is up (HELLO sent). */
+	void (*opened)(struct core *c, struct conn *cn);
+	/* One whole WebSocket message (borrowed: take a reference to keep it). */
+	void (*message)(struct core *c, struct conn *cn, struct rbuf *buf, bool text);
+	/* The edge reported the connection closed (cn is freed right after). */
+	void (*closed)(struct core *c, struct conn *cn);
+	/* cn is being freed, whatever its state: release everything of it. */
+	void (*gone)(struct core *c, struct conn *cn);
+};
+
 /* Build everything (listeners bound, threads not started). NULL on error
- * (logged). Takes nothing from conf; conf must outlive the core. */
-struct core *core_new(struct conf *conf);
+ * (logged). Takes nothing from conf; conf and app must outlive the core. */
+struct core *core_new(struct conf *conf, const struct core_app *app);
 /* Start the edge thread and run the loop until shutdown completes.
  * Returns the process exit code. */
 int core_run(struct core *c);

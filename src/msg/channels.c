@@ -19,6 +19,8 @@ struct channels {
 	 * filled by the last one when it goes (O(1) removal). */
 	struct channel **all;
 	size_t len, cap;
+	channels_watch_fn watch;
+	void *watch_arg;
 };
 
 struct channels *channels_new(void)
@@ -92,6 +94,8 @@ int channels_sub(struct channels *ch, const char *name, uint64_t conn_id)
 			drop_channel(ch, c);
 		return RB_ENOMEM;
 	}
+	if (c->members.len == 1 && ch->watch)
+		ch->watch(ch->watch_arg, c->name, true);
 	return RB_OK;
 }
 
@@ -101,9 +105,18 @@ int channels_unsub(struct channels *ch, const char *name, uint64_t conn_id)
 	if (!c)
 		return RB_ENOTFOUND;
 	int rc = idmap_del(&c->members, conn_id) ? RB_OK : RB_ENOTFOUND;
-	if (!c->members.len)
+	if (!c->members.len) {
+		if (rc == RB_OK && ch->watch)
+			ch->watch(ch->watch_arg, c->name, false);
 		drop_channel(ch, c);
+	}
 	return rc;
+}
+
+void channels_watch(struct channels *ch, channels_watch_fn fn, void *arg)
+{
+	ch->watch = fn;
+	ch->watch_arg = arg;
 }
 
 const struct idmap *channels_members(const struct channels *ch, const char *name)
