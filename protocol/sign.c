@@ -21,18 +21,6 @@
 /* Outbound nonces are below 2^53: a JavaScript backend parses them exactly. */
 #define NONCE_LIMIT (UINT64_C(1) << 53)
 
-static void hex_lower(const unsigned char *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static void swap(const char **a, const char **b)
 {
 	const char *t = *a;
@@ -74,50 +62,29 @@ void sign_v1(const char *token, const char *timestamp, const char *nonce,
 	ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
 	EVP_MD_CTX_free(ctx);
 	if (ok && mdlen * 2 == SIGN_V1_HEX_LEN)
-		hex_lower(md, mdlen, out);
-}
-
-/*
- * Strict decimal: digits only, no sign, no blanks, no overflow. Anything
- * looser (strtoll's leading spaces, "+", trailing junk) would let two
- * different strings sign as the same time.
- */
-static bool parse_time(const char *s, int64_t *out)
-{
-	int64_t v = 0;
-
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return false;
-		if (v > (INT64_MAX - (*s - '0')) / 10)
-			return false;
-		v = v * 10 + (*s - '0');
-	}
-	*out = v;
-	return true;
+		rb_hex(md, mdlen, out);
 }
 
 int sign_v1_verify(const char *token, const char *timestamp, const char *nonce,
 		   const char *signature, time_t now, int window)
 {
 	char expect[SIGN_V1_HEX_LEN + 1];
-	int64_t ts, n = (int64_t)now;
-	uint64_t skew;
+	int64_t n = (int64_t)now;
+	uint64_t ts, skew;
 
 	if (token == NULL || timestamp == NULL || nonce == NULL ||
 	    signature == NULL || *timestamp == '\0' || *nonce == '\0' ||
 	    *signature == '\0')
 		return RB_EINVAL;
-	/* A negative window must refuse everything, not wrap to "any time". */
-	if (window < 0 || !parse_time(timestamp, &ts))
+	/* A negative window must refuse everything, not wrap to "any time".
+	 * Strict decimal: two different strings never sign as one time. */
+	if (window < 0 || rb_parse_decs(timestamp, INT64_MAX, &ts) != RB_OK)
 		return RB_ETIMEDOUT;
 	/* Unsigned difference: exact for any two int64 values, no overflow. */
-	if (ts >= n)
-		skew = (uint64_t)ts - (uint64_t)n;
+	if ((int64_t)ts >= n)
+		skew = ts - (uint64_t)n;
 	else
-		skew = (uint64_t)n - (uint64_t)ts;
+		skew = (uint64_t)n - ts;
 	if (skew > (uint64_t)window)
 		return RB_ETIMEDOUT;
 
@@ -264,16 +231,6 @@ int sign_v2_canonical_query(const char *const *names, const char *const *values,
 	return (int)o;
 }
 
-static void to_hex(const unsigned char *in, size_t n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hex[in[i] >> 4];
-		out[2 * i + 1] = hex[in[i] & 15];
-	}
-	out[2 * n] = 0;
-}
-
 int sign_v2(const char *token, const char *method, const char *path,
 	    const char *canonical_query, const void *body, size_t body_len,
 	    char out[SIGN_V2_HEX_LEN + 1])
@@ -286,7 +243,7 @@ int sign_v2(const char *token, const char *method, const char *path,
 	out[0] = 0;
 	if (!SHA256(body_len ? body : (const void *)"", body_len, md))
 		return RB_EIO;
-	to_hex(md, 32, body_hex);
+	rb_hex(md, 32, body_hex);
 	size_t len = strlen(method) + strlen(path) + strlen(canonical_query) + sizeof(body_hex) + 4;
 	char *msg = malloc(len);
 	if (!msg)
@@ -294,7 +251,7 @@ int sign_v2(const char *token, const char *method, const char *path,
 	int n = snprintf(msg, len, "%s\n%s\n%s\n%s", method, path, canonical_query, body_hex);
 	if (n > 0 && HMAC(EVP_sha256(), token ? token : "", (int)strlen(token ? token : ""),
 			  (const unsigned char *)msg, (size_t)n, md, &mdlen) && mdlen == 32) {
-		to_hex(md, 32, out);
+		rb_hex(md, 32, out);
 		rc = RB_OK;
 	}
 	free(msg);

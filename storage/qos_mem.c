@@ -1,8 +1,7 @@
 /*
- * In-memory QoS store: a chained hash table of (key, msgid) entries.
- * There is no index by key alone: drop_key() scans the whole table, which
- * is fine while entries are few (a QoS exchange lasts a round trip); the
- * SQLite store indexes by key.
+ * In-memory QoS store: a strmap from key to that key's entries, an idmap
+ * from (direction, msgid). drop_key() (a connection ended) therefore costs
+ * the entries of that key, not a scan of the whole store.
  */
 #include "storage/qos_store.h"
 
@@ -10,13 +9,11 @@
 #include <string.h>
 
 #include "protocol/rb.h"
+#include "src/base/idmap.h"
+#include "src/base/strmap.h"
 
 /* dir 0: upstream (st is an up_state); dir 1: downstream (a down_state). */
 struct entry {
-	struct entry *next;
-	char *key;
-	uint16_t msgid;
-	uint8_t dir;
 	int st;
 	uint8_t *reply;
 	size_t len;
@@ -24,48 +21,52 @@ struct entry {
 
 struct mem_store {
 	struct qos_store base;
-	struct entry **buckets;
-	size_t cap; /* power of two */
-	size_t len;
+	struct strmap *keys; /* key -> struct idmap * of its entries, never empty */
+	size_t len;          /* entries, all keys */
 };
 
-static uint64_t hash(const char *key, uint16_t msgid, uint8_t dir)
+/* The idmap id of (msgid, dir): never 0. */
+static uint64_t slot_id(uint16_t msgid, uint8_t dir)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	for (const char *p = key; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	h = (h ^ (msgid & 0xff)) * 1099511628211ull;
-	h = (h ^ (msgid >> 8)) * 1099511628211ull;
-	h = (h ^ dir) * 1099511628211ull;
-	return h;
+	return ((uint64_t)dir << 16 | msgid) + 1;
 }
 
-static struct entry **find_dir(struct mem_store *m, const char *key, uint16_t msgid,
-			       uint8_t dir)
+static struct entry *find_dir(struct mem_store *m, const char *key, uint16_t msgid,
+			      uint8_t dir)
 {
-	struct entry **pp = &m->buckets[hash(key, msgid, dir) & (m->cap - 1)];
-	for (; *pp; pp = &(*pp)->next)
-		if ((*pp)->msgid == msgid && (*pp)->dir == dir && strcmp((*pp)->key, key) == 0)
-			break;
-	return pp;
+	struct idmap *k = strmap_get(m->keys, key);
+	return k ? idmap_get(k, slot_id(msgid, dir)) : NULL;
 }
 
-static struct entry **find(struct mem_store *m, const char *key, uint16_t msgid)
+static struct entry *find(struct mem_store *m, const char *key, uint16_t msgid)
 {
 	return find_dir(m, key, msgid, 0);
 }
 
 static void entry_free(struct entry *e)
 {
-	free(e->key);
 	free(e->reply);
 	free(e);
+}
+
+/* Frees a key's entries and its map; the caller has taken it out of keys. */
+static void key_free(struct mem_store *m, struct idmap *k)
+{
+	size_t i = 0;
+	uint64_t id;
+	void *val;
+
+	while (idmap_next(k, &i, &id, &val))
+		entry_free(val);
+	m->len -= k->len;
+	idmap_free(k);
+	free(k);
 }
 
 static int mem_get(struct qos_store *s, const char *key, uint16_t msgid,
 		   enum up_state *st, const uint8_t **reply, size_t *len)
 {
-	struct entry *e = *find((struct mem_store *)s, key, msgid);
+	struct entry *e = find((struct mem_store *)s, key, msgid);
 	*st = e ? (enum up_state)e->st : UP_ABSENT;
 	if (reply)
 		*reply = e ? e->reply : NULL;
@@ -74,43 +75,28 @@ static int mem_get(struct qos_store *s, const char *key, uint16_t msgid,
 	return RB_OK;
 }
 
-static int grow(struct mem_store *m)
-{
-	size_t ncap = m->cap * 2;
-	struct entry **nb = calloc(ncap, sizeof(*nb));
-	if (!nb)
-		return RB_ENOMEM;
-	for (size_t i = 0; i < m->cap; i++) {
-		struct entry *e = m->buckets[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			struct entry **slot = &nb[hash(e->key, e->msgid, e->dir) & (ncap - 1)];
-			e->next = *slot;
-			*slot = e;
-		}
-	}
-	free(m->buckets);
-	m->buckets = nb;
-	m->cap = ncap;
-	return RB_OK;
-}
-
 static int insert(struct mem_store *m, const char *key, uint16_t msgid, uint8_t dir, int st)
 {
-	if (*find_dir(m, key, msgid, dir))
+	struct idmap *k = strmap_get(m->keys, key);
+	struct entry *e;
+
+	if (k && idmap_get(k, slot_id(msgid, dir)))
 		return RB_EEXIST;
-	if (m->len >= m->cap && grow(m) != RB_OK)
-		return RB_ENOMEM;
-	struct entry *e = calloc(1, sizeof(*e));
-	if (!e || !(e->key = strdup(key))) {
+	if (!k) {
+		if (!(k = calloc(1, sizeof(*k))))
+			return RB_ENOMEM;
+		if (strmap_put(m->keys, key, k) != RB_OK) {
+			free(k);
+			return RB_ENOMEM;
+		}
+	}
+	if (!(e = calloc(1, sizeof(*e))) || idmap_put(k, slot_id(msgid, dir), e) != RB_OK) {
 		free(e);
+		if (!k->len)
+			key_free(m, strmap_del(m->keys, key)); /* keys holds no empty map */
 		return RB_ENOMEM;
 	}
-	e->msgid = msgid;
-	e->dir = dir;
 	e->st = st;
-	struct entry **pp = find_dir(m, key, msgid, dir);
-	*pp = e;
 	m->len++;
 	return RB_OK;
 }
@@ -123,7 +109,7 @@ static int mem_begin(struct qos_store *s, const char *key, uint16_t msgid)
 static int mem_reply(struct qos_store *s, const char *key, uint16_t msgid,
 		     const uint8_t *reply, size_t len)
 {
-	struct entry *e = *find((struct mem_store *)s, key, msgid);
+	struct entry *e = find((struct mem_store *)s, key, msgid);
 	if (!e)
 		return RB_ENOTFOUND;
 	uint8_t *copy = malloc(len ? len : 1);
@@ -140,11 +126,14 @@ static int mem_reply(struct qos_store *s, const char *key, uint16_t msgid,
 
 static int remove_dir(struct mem_store *m, const char *key, uint16_t msgid, uint8_t dir)
 {
-	struct entry **pp = find_dir(m, key, msgid, dir), *e = *pp;
+	struct idmap *k = strmap_get(m->keys, key);
+	struct entry *e = k ? idmap_del(k, slot_id(msgid, dir)) : NULL;
+
 	if (e) {
-		*pp = e->next;
 		entry_free(e);
 		m->len--;
+		if (!k->len)
+			key_free(m, strmap_del(m->keys, key));
 	}
 	return RB_OK;
 }
@@ -202,7 +191,7 @@ static int mem_down_begin(struct qos_store *s, const char *key, uint16_t msgid, 
 static int mem_down_set(struct qos_store *s, const char *key, uint16_t msgid,
 			enum down_state st)
 {
-	struct entry *e = *find_dir((struct mem_store *)s, key, msgid, 1);
+	struct entry *e = find_dir((struct mem_store *)s, key, msgid, 1);
 	if (!e)
 		return RB_ENOTFOUND;
 	e->st = st;
@@ -216,29 +205,17 @@ static int mem_down_end(struct qos_store *s, const char *key, uint16_t msgid)
 
 static enum down_state mem_down_get(struct qos_store *s, const char *key, uint16_t msgid)
 {
-	struct entry *e = *find_dir((struct mem_store *)s, key, msgid, 1);
+	struct entry *e = find_dir((struct mem_store *)s, key, msgid, 1);
 	return e ? (enum down_state)e->st : DOWN_ABSENT;
 }
 
 static void mem_drop_key(struct qos_store *s, const char *key)
 {
 	struct mem_store *m = (struct mem_store *)s;
-	/* A full scan is fine while entries are few (a QoS 2 exchange lasts a
-	 * round trip); the SQLite store indexes by key. */
-	if (!m->len)
-		return;
-	for (size_t i = 0; i < m->cap; i++) {
-		for (struct entry **pp = &m->buckets[i]; *pp;) {
-			struct entry *e = *pp;
-			if (strcmp(e->key, key) == 0) {
-				*pp = e->next;
-				entry_free(e);
-				m->len--;
-			} else {
-				pp = &e->next;
-			}
-		}
-	}
+	struct idmap *k = strmap_del(m->keys, key);
+
+	if (k)
+		key_free(m, k);
 }
 
 static size_t mem_count(struct qos_store *s)
@@ -246,17 +223,17 @@ static size_t mem_count(struct qos_store *s)
 	return ((struct mem_store *)s)->len;
 }
 
+static void free_key(const char *key, void *val, void *arg)
+{
+	key_free(arg, val);
+}
+
 static void mem_free(struct qos_store *s)
 {
 	struct mem_store *m = (struct mem_store *)s;
-	for (size_t i = 0; i < m->cap; i++) {
-		struct entry *e = m->buckets[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			entry_free(e);
-		}
-	}
-	free(m->buckets);
+
+	strmap_foreach(m->keys, free_key, m);
+	strmap_free(m->keys);
 	free(m);
 }
 
@@ -287,9 +264,7 @@ struct qos_store *qos_mem_new(void)
 	struct mem_store *m = calloc(1, sizeof(*m));
 	if (!m)
 		return NULL;
-	m->cap = 64;
-	m->buckets = calloc(m->cap, sizeof(*m->buckets));
-	if (!m->buckets) {
+	if (!(m->keys = strmap_new())) {
 		free(m);
 		return NULL;
 	}

@@ -13,6 +13,7 @@
 #include <libwebsockets.h>
 
 #include "protocol/rb.h"
+#include "src/base/timeutil.h"
 
 int log_current_level = LOG_INFO;
 static int log_fd = 2;
@@ -118,14 +119,6 @@ void log_write(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void log_limit_init(struct log_limit *l, unsigned burst, unsigned interval_ms)
 {
 	*l = (struct log_limit)LOG_LIMIT_INIT(burst, interval_ms);
@@ -138,7 +131,7 @@ void log_limited(struct log_limit *l, int level, const char *fmt, ...)
 
 	if (level > log_current_level)
 		return;
-	int64_t now = mono_ms();
+	int64_t now = (int64_t)(mono_now() * 1000);
 	if (!l->started || now - l->start_ms >= (int64_t)l->interval_ms) {
 		l->started = 1;
 		l->start_ms = now;

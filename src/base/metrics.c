@@ -1,9 +1,11 @@
 #include "src/base/metrics.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include <event2/buffer.h>
 
 #include "protocol/packet.h"
 #include "protocol/rb.h"
@@ -76,10 +78,11 @@ void metric_backend_latency(double s)
 	atomic_fetch_add_explicit(&lat_sum_us, (uint_fast64_t)(s * 1e6), memory_order_relaxed);
 }
 
+/* Appends to o->b; a failed append is remembered in failed (checked once at
+ * the end: evbuffer_add_printf returns -1 on ENOMEM). */
 struct out {
-	char *s;
-	size_t len, cap;
-	int failed;
+	struct evbuffer *b;
+	bool failed;
 };
 
 static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -87,26 +90,11 @@ static void put(struct out *o, const char *fmt, ...) __attribute__((format(print
 static void put(struct out *o, const char *fmt, ...)
 {
 	va_list ap;
-	for (;;) {
-		va_start(ap, fmt);
-		int n = vsnprintf(o->s + o->len, o->cap - o->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			o->failed = 1;
-			return;
-		}
-		if (o->len + (size_t)n < o->cap) {
-			o->len += (size_t)n;
-			return;
-		}
-		char *ns = realloc(o->s, o->cap * 2 + (size_t)n);
-		if (!ns) {
-			o->failed = 1;
-			return;
-		}
-		o->s = ns;
-		o->cap = o->cap * 2 + (size_t)n;
-	}
+
+	va_start(ap, fmt);
+	if (evbuffer_add_vprintf(o->b, fmt, ap) < 0)
+		o->failed = true;
+	va_end(ap);
 }
 
 static void family(struct out *o, const char *name, const char *type, const char *help)
@@ -114,13 +102,9 @@ static void family(struct out *o, const char *name, const char *type, const char
 	put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-char *metrics_render(const struct metric_gauges *g, size_t *len)
+int metrics_render(const struct metric_gauges *g, struct evbuffer *out)
 {
-	struct out o = { .cap = 16384 };
-	o.s = malloc(o.cap);
-	if (!o.s)
-		return NULL;
-	o.s[0] = 0;
+	struct out o = { .b = out };
 
 	for (int i = 0; i < M__COUNT; i++) {
 		family(&o, names[i], "counter", helps[i]);
@@ -174,12 +158,7 @@ char *metrics_render(const struct metric_gauges *g, size_t *len)
 		family(&o, gauges[i].name, "gauge", gauges[i].help);
 		put(&o, "%s %llu\n", gauges[i].name, gauges[i].v);
 	}
-	if (g->extra)
-		put(&o, "%s", g->extra);
-	if (o.failed) {
-		free(o.s);
-		return NULL;
-	}
-	*len = o.len;
-	return o.s;
+	if (g->extra && evbuffer_add(out, g->extra, strlen(g->extra)) != 0)
+		o.failed = true;
+	return o.failed ? RB_ENOMEM : RB_OK;
 }

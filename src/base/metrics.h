@@ -88,8 +88,9 @@ struct metric_gauges {
 	const char *extra;     /* whole families rendered elsewhere, or NULL */
 };
 
-/* Render everything in Prometheus text format (0.0.4). Returns a malloc'd
- * string (length in *len) or NULL. */
-char *metrics_render(const struct metric_gauges *g, size_t *len);
+struct evbuffer;
+/* Append everything in Prometheus text format (0.0.4) to out. RB_OK, or
+ * RB_ENOMEM with out holding part of it. */
+int metrics_render(const struct metric_gauges *g, struct evbuffer *out);
 
 #endif

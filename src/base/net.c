@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -19,6 +18,7 @@
 
 #include "src/base/log.h"
 #include "src/base/metrics.h"
+#include "src/base/timeutil.h"
 
 #define PAUSE_MIN_MS 10
 #define PAUSE_MAX_MS 1000
@@ -40,13 +40,6 @@ struct net_listener {
 	double logged_at;       /* monotonic seconds */
 };
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void on_accept(struct evconnlistener *lst, evutil_socket_t fd,
 		      struct sockaddr *sa, int salen, void *arg)
 {
@@ -54,11 +47,11 @@ static void on_accept(struct evconnlistener *lst, evutil_socket_t fd,
 
 	if (l->pause_ms) {
 		l->pause_ms = 0;
-		if (l->unlogged && now() - l->logged_at >= LOG_INTERVAL) {
+		if (l->unlogged && mono_now() - l->logged_at >= LOG_INTERVAL) {
 			log_info("%s: accepting again (%lu failed accepts not logged)", l->who,
 				 l->unlogged);
 			l->unlogged = 0;
-			l->logged_at = now();
+			l->logged_at = mono_now();
 		}
 	}
 	l->cb(l->arg, fd);
@@ -101,9 +94,9 @@ static void on_accept_error(struct evconnlistener *lst, void *arg)
 	if (l->pause_ms > PAUSE_MAX_MS)
 		l->pause_ms = PAUSE_MAX_MS;
 	evconnlistener_disable(l->lst);
-	struct timeval tv = { l->pause_ms / 1000, (l->pause_ms % 1000) * 1000 };
+	struct timeval tv = tv_from_seconds(l->pause_ms / 1e3);
 	evtimer_add(l->resume, &tv);
-	double t = now();
+	double t = mono_now();
 	if (t - l->logged_at >= LOG_INTERVAL) {
 		char more[80] = "";
 		if (l->unlogged)

@@ -120,3 +120,13 @@ size_t strmap_len(const struct strmap *m)
 {
 	return m->len;
 }
+
+void strmap_foreach(const struct strmap *m, void (*fn)(const char *key, void *val, void *arg),
+		    void *arg)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		for (struct sent *e = m->b[i], *n; e; e = n) {
+			n = e->next;
+			fn(e->key, e->val, arg);
+		}
+}

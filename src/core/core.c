@@ -31,6 +31,7 @@
 
 struct conn *core_conn(struct core *c, uint64_t id)
 {
+	CORE_THREAD(c);
 	return idmap_get(&c->conns, id);
 }
 
@@ -77,6 +78,7 @@ const char *conn_key(const struct conn *cn)
 
 void core_batch(struct core *c)
 {
+	CORE_THREAD(c);
 	commit_batch(c->commit);
 }
 
@@ -94,12 +96,14 @@ struct qos_store *conn_store_w(struct core *c, const struct conn *cn)
 
 void core_push_edge(struct core *c, struct xq_msg *m)
 {
+	CORE_THREAD(c);
 	commit_push_edge(c->commit, m);
 }
 
 void core_reply(struct core *c, struct httpd_req *req, int status, const char *ctype,
 		const char *body, size_t len)
 {
+	CORE_THREAD(c);
 	commit_reply(c->commit, req, status, ctype, body, len);
 }
 
@@ -107,6 +111,7 @@ void core_send_packet(struct core *c, uint64_t conn_id, uint8_t cmd, uint8_t qos
 		      bool dup, uint16_t msgid, uint16_t msgtype,
 		      const void *payload, size_t len)
 {
+	CORE_THREAD(c);
 	struct pkt p = { .cmd = cmd, .qos = qos, .dup = dup, .msgid = msgid,
 			 .msgtype = msgtype };
 	uint8_t hdr[PKT_MAX_HDR];
@@ -151,6 +156,7 @@ void core_send_nak_retry(struct core *c, const struct conn *cn, uint16_t msgid, 
 
 void core_close_conn(struct core *c, uint64_t conn_id, uint16_t code, const char *reason)
 {
+	CORE_THREAD(c);
 	struct xq_msg *m = xq_msg_new(XQ_CLOSE, conn_id, 0);
 	if (!m)
 		return;
@@ -161,6 +167,7 @@ void core_close_conn(struct core *c, uint64_t conn_id, uint16_t code, const char
 
 void core_flow(struct core *c, struct conn *cn, bool on)
 {
+	CORE_THREAD(c);
 	struct xq_msg *m = xq_msg_new(XQ_FLOW, cn->id, 0);
 	if (!m)
 		return;
@@ -255,6 +262,7 @@ static void conn_opened(struct core *c, struct conn *cn)
 
 void core_admit(struct core *c, struct conn *cn)
 {
+	CORE_THREAD(c);
 	cn->admitted = true;
 	if (cn->tls) {
 		/* Already a WebSocket: start reading it. */
@@ -298,6 +306,7 @@ void core_admit(struct core *c, struct conn *cn)
 
 void core_refuse(struct core *c, struct conn *cn, int status, const char *msg)
 {
+	CORE_THREAD(c);
 	metric_inc(status == 401 ? M_CONN_REFUSED : M_CONN_HOOK_FAILED);
 	cn->admitted = false;
 	if (cn->tls) {
@@ -455,9 +464,9 @@ static void on_closed(struct core *c, struct xq_msg *m)
 		return;
 	if (cn->state == CONN_OPEN)
 		metric_inc(M_CONN_CLOSED);
-	if (m->fd > 0)
-		log_info("conn %s: closed; %d QoS 0 pushes to it were dropped (slow consumer)",
-			 cn->identity, m->fd);
+	if (m->count > 0)
+		log_info("conn %s: closed; %u QoS 0 pushes to it were dropped (slow consumer)",
+			 cn->identity, (unsigned)m->count);
 	log_debug("conn %s: closed", cn->identity);
 	c->app->closed(c, cn);
 	conn_free(c, cn);
@@ -471,6 +480,7 @@ static void drain_inbox(evutil_socket_t fd, short what, void *arg)
 	ssize_t r = read(c->inbox_fd, &n, sizeof(n));
 	(void)r; /* the count does not matter; draining the queue does */
 
+	CORE_THREAD(c);
 	struct xq_msg *m = xq_drain(c->inbox), *next;
 	for (; m; m = next) {
 		next = m->next;
@@ -506,6 +516,41 @@ static void ring_core(void *arg)
 	(void)w; /* EAGAIN only when the counter is huge: already rung */
 }
 
+/* Free the connections pick() selects (NULL: all). conn_free deletes from
+ * c->conns, so the ids are collected first: restarting the iteration after
+ * each deletion would be quadratic (20k connections at shutdown). */
+static void free_conns(struct core *c, bool (*pick)(const struct conn *))
+{
+	size_t n = 0, i = 0;
+	uint64_t id, *ids = malloc((c->conns.len ? c->conns.len : 1) * sizeof(*ids));
+	void *val;
+
+	if (!ids) {
+		/* Out of memory: the slow way, still correct. */
+		while (idmap_next(&c->conns, &i, &id, &val)) {
+			if (!pick || pick(val)) {
+				conn_free(c, val);
+				i = 0;
+			}
+		}
+		return;
+	}
+	while (idmap_next(&c->conns, &i, &id, &val))
+		if (!pick || pick(val))
+			ids[n++] = id;
+	for (size_t k = 0; k < n; k++) {
+		struct conn *cn = idmap_get(&c->conns, ids[k]);
+		if (cn)
+			conn_free(c, cn);
+	}
+	free(ids);
+}
+
+static bool at_door(const struct conn *cn)
+{
+	return cn->state == CONN_HOOK && !cn->tls;
+}
+
 /*
  * Shutdown, in phases: 1) stop accepting and let in-flight forwards finish;
  * 2) close every WebSocket (1001), which fires the close hooks; 3) once the
@@ -539,19 +584,9 @@ static void arm_stop_timer(struct core *c)
 
 static void begin_closing(struct core *c)
 {
-	size_t i = 0;
-	uint64_t id;
-	void *val;
-
 	c->stop_phase = 2;
 	/* Connections still at the door were never admitted: just drop them. */
-	while (idmap_next(&c->conns, &i, &id, &val)) {
-		struct conn *cn = val;
-		if (cn->state == CONN_HOOK && !cn->tls) {
-			conn_free(c, cn);
-			i = 0; /* the map changed */
-		}
-	}
+	free_conns(c, at_door);
 	struct xq_msg *m = xq_msg_new(XQ_STOP, 0, 0);
 	if (m)
 		core_push_edge(c, m);
@@ -595,6 +630,7 @@ struct core *core_new(struct conf *conf, const struct core_app *app)
 		return NULL;
 	c->conf = conf;
 	c->app = app;
+	thread_owner_set(&c->owner); /* the loop runs on the creating thread */
 	c->inbox_fd = -1;
 	c->started = time(NULL);
 	c->base = event_base_new();
@@ -721,13 +757,7 @@ void core_free(struct core *c)
 	edge_stop_thread(c->edge);
 	if (c->httpd)
 		c->app->stop(c);
-	size_t i = 0;
-	uint64_t id;
-	void *val;
-	while (idmap_next(&c->conns, &i, &id, &val)) {
-		conn_free(c, val);
-		i = 0;
-	}
+	free_conns(c, NULL);
 	idmap_free(&c->conns);
 	idmap_free(&c->by_identity);
 	/* Pending backend calls complete (RB_ECLOSED) while the app's state

@@ -20,6 +20,7 @@
 #include "src/http/http_head.h"
 #include "src/base/idmap.h"
 #include "src/base/log.h"
+#include "src/base/thread.h"
 
 struct conf;
 struct event_base;
@@ -36,6 +37,7 @@ struct commit;
 struct xq_msg;
 struct httpd_req;
 struct push;
+struct push_set;
 struct guard;
 struct engine;
 struct nonce_cache;
@@ -90,6 +92,7 @@ struct conn {
 struct core {
 	struct conf *conf;
 	const struct core_app *app;
+	struct thread_owner owner; /* the core thread: asserted at entry points */
 	struct event_base *base;
 	struct idmap conns;        /* id -> struct conn */
 	struct idmap by_identity;  /* identity_key() -> struct conn */
@@ -116,8 +119,8 @@ struct core {
 	struct event *sig_term, *sig_int;
 	struct event *stop_timer;
 	int fwd_inflight;          /* all connections, waiting for a route slot included */
-	struct push *pushes;       /* /send/ calls awaiting receipts */
-	size_t n_pushes, n_deliveries;
+	struct push_set *pushes;   /* pushes awaiting receipts (src/msg/push.h) */
+	size_t n_deliveries;
 	const struct timeval *retry_tv; /* retry_interval, a libevent common timeout */
 	struct nonce_cache *nonces; /* v2 signatures seen */
 	char server_name[300];     /* "host:port" for /serverinfo/ */
@@ -159,6 +162,10 @@ struct core_app {
 	/* cn is being freed, whatever its state: release everything of it. */
 	void (*gone)(struct core *c, struct conn *cn);
 };
+
+/* Debug and sanitizer builds check that core entry points run on the core
+ * thread (compiled out with NDEBUG). */
+#define CORE_THREAD(c) THREAD_ASSERT(&(c)->owner)
 
 /* Build everything (listeners bound, threads not started). NULL on error
  * (logged). Takes nothing from conf; conf and app must outlive the core. */

@@ -17,6 +17,7 @@
 #include "src/base/log.h"
 #include "src/base/metrics.h"
 #include "src/base/net.h"
+#include "src/base/timeutil.h"
 
 struct peek {
 	struct peek *prev, *next;
@@ -184,8 +185,7 @@ struct door *door_new(struct event_base *base, struct httpd *http,
 	d->http = http;
 	d->on_upgrade = on_upgrade;
 	d->arg = arg;
-	d->head_tv.tv_sec = (time_t)head_timeout;
-	d->head_tv.tv_usec = (suseconds_t)((head_timeout - (double)(time_t)head_timeout) * 1e6);
+	d->head_tv = tv_from_seconds(head_timeout);
 	d->lst = net_listen(base, "door", bind, port, 4096, on_accept, d);
 	if (!d->lst)
 		goto fail;

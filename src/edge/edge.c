@@ -1,7 +1,9 @@
 /*
  * Edge thread. Everything in this file runs on the edge thread except
  * edge_new/edge_start/edge_stop_thread/edge_free (main thread, while the
- * edge thread is not running) and the doorbell (any thread).
+ * edge thread is not running) and the doorbell (any thread). Asserted:
+ * e->owner is the edge thread while it runs, the main thread otherwise,
+ * and every lws callback and inbox drain checks it (ASSERT_EDGE).
  *
  * Per-connection state is a struct econn hung on the wsi's opaque user
  * data and indexed by connection id. It is created when the core hands a
@@ -27,6 +29,7 @@
 #include "src/base/log.h"
 #include "src/base/metrics.h"
 #include "src/base/rbuf.h"
+#include "src/base/thread.h"
 #include "src/edge/seam.h"
 
 _Static_assert(LWS_PRE <= RBUF_HEADROOM, "rbuf headroom must cover LWS_PRE");
@@ -67,7 +70,7 @@ struct econn {
 	bool close_now;    /* close without flushing (slow consumer) */
 	uint16_t close_code;
 	uint16_t peer_code;
-	unsigned dropped;  /* QoS 0 pushes dropped (slow consumer) */
+	uint32_t dropped;  /* QoS 0 pushes dropped (slow consumer) */
 	char close_reason[124]; /* a close frame holds at most 123 reason bytes */
 };
 
@@ -81,6 +84,9 @@ struct edge {
 	struct xq *to_core;       /* edge -> core */
 	struct idmap conns;       /* id -> struct econn */
 	pthread_t thread;
+	struct thread_owner owner; /* the main thread, the edge thread while it
+	                            * runs (it claims itself), the main thread
+	                            * again once joined */
 	bool started;
 	struct econn *adopting;   /* set during an adopt call: lws may run the
 	                           * handshake (ESTABLISHED) before it returns */
@@ -93,7 +99,7 @@ struct edge {
  * so the edge is a process singleton. */
 static struct edge *the_edge;
 
-#define ASSERT_EDGE(e) assert(!(e)->started || pthread_equal(pthread_self(), (e)->thread))
+#define ASSERT_EDGE(e) THREAD_ASSERT(&(e)->owner)
 
 static void to_core(struct edge *e, uint8_t type, uint64_t id, uint8_t flags,
 		    struct rbuf *buf, char *text)
@@ -260,23 +266,28 @@ static void do_send(struct edge *e, struct xq_msg *m)
 	}
 }
 
+/* Takes m->fd (sets it to -1): lws owns it, or it is closed. */
 static void do_adopt(struct edge *e, struct xq_msg *m)
 {
+	int fd = m->fd;
+
+	m->fd = -1;
 	struct econn *ec = econn_new(m->id);
 	if (!ec || idmap_put(&e->conns, m->id, ec) != RB_OK) {
 		free(ec);
-		close(m->fd);
+		close(fd);
 		to_core(e, XQ_CLOSED, m->id, 0, NULL, NULL);
 		return;
 	}
 	/* lws reads the untouched handshake from the socket: the core only
-	 * peeked at it. On failure lws has already closed the fd. */
+	 * peeked at it. The fd is lws' from here: on failure it has already
+	 * closed it. */
 	e->adopting = ec;
 	if (m->buf)
-		ec->wsi = lws_adopt_socket_vhost_readbuf(e->door, m->fd,
+		ec->wsi = lws_adopt_socket_vhost_readbuf(e->door, fd,
 							 (const char *)m->buf->data, m->buf->len);
 	else
-		ec->wsi = lws_adopt_socket_vhost(e->door, m->fd);
+		ec->wsi = lws_adopt_socket_vhost(e->door, fd);
 	e->adopting = NULL;
 	if (!ec->wsi) {
 		log_warn("conn %llu: lws could not adopt the socket", (unsigned long long)m->id);
@@ -290,12 +301,13 @@ static void do_adopt(struct edge *e, struct xq_msg *m)
 
 static void drain_inbox(struct edge *e)
 {
-	struct xq_msg *m = xq_drain(e->inbox), *next;
+	struct xq_msg *m, *next;
 	size_t i;
 	uint64_t id;
 	void *val;
 
-	for (; m; m = next) {
+	ASSERT_EDGE(e);
+	for (m = xq_drain(e->inbox); m; m = next) {
 		next = m->next;
 		struct econn *ec = m->id ? idmap_get(&e->conns, m->id) : NULL;
 		switch (m->type) {
@@ -578,7 +590,7 @@ static void on_destroy(struct edge *e, struct lws *wsi)
 	if (!m)
 		abort(); /* as in to_core(): the core must hear of every close */
 	m->code = ec->peer_code;
-	m->fd = (int)ec->dropped;
+	m->count = ec->dropped;
 	xq_push(e->to_core, m);
 	queue_clear(ec);
 	free(ec->rx);
@@ -592,6 +604,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	struct edge *e = the_edge;
 	struct econn *ec;
 
+	/* the_edge is NULL while lws calls in from edge_new/edge_free. */
+	if (e)
+		ASSERT_EDGE(e);
 	switch (reason) {
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		if (e)
@@ -655,6 +670,7 @@ struct edge *edge_new(const struct edge_opts *opts, struct xq *to_core_q)
 	if (!e)
 		return NULL;
 	assert(!the_edge);
+	thread_owner_set(&e->owner);
 	e->opts = *opts;
 	e->to_core = to_core_q;
 	e->inbox = xq_new(ring_edge, e);
@@ -723,6 +739,8 @@ struct xq *edge_inbox(struct edge *e)
 static void *edge_main(void *arg)
 {
 	struct edge *e = arg;
+	/* Ordered with the main thread's checks by pthread_create/join. */
+	thread_owner_set(&e->owner);
 	while (!e->exit_flag && lws_service(e->ctx, 0) >= 0)
 		;
 	return NULL;
@@ -744,6 +762,7 @@ void edge_stop_thread(struct edge *e)
 	lws_cancel_service(e->ctx);
 	pthread_join(e->thread, NULL);
 	e->started = false;
+	thread_owner_set(&e->owner); /* the caller, for edge_free */
 }
 
 void edge_free(struct edge *e)

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "src/base/rbuf.h"
 
@@ -11,6 +12,8 @@ struct xq {
 	struct xq_msg *head, *tail;
 	xq_doorbell ring;
 	void *arg;
+	/* Written under lock, read by anyone without it. */
+	atomic_size_t depth, depth_max;
 };
 
 static atomic_uint_fast64_t next_conn_id = 1;
@@ -61,6 +64,8 @@ void xq_msg_free(struct xq_msg *m)
 {
 	if (!m)
 		return;
+	if (m->type == XQ_ADOPT && m->fd >= 0)
+		close(m->fd);
 	rbuf_unref(m->buf);
 	free(m->text);
 	free(m);
@@ -78,6 +83,12 @@ void xq_push(struct xq *q, struct xq_msg *m)
 	else
 		q->head = m;
 	q->tail = m;
+	/* The mark first, released by the depth: a reader that sees a depth
+	 * sees a mark at least as high. */
+	size_t d = atomic_load_explicit(&q->depth, memory_order_relaxed) + 1;
+	if (d > atomic_load_explicit(&q->depth_max, memory_order_relaxed))
+		atomic_store_explicit(&q->depth_max, d, memory_order_relaxed);
+	atomic_store_explicit(&q->depth, d, memory_order_release);
 	pthread_mutex_unlock(&q->lock);
 	/* Ring outside the lock: the doorbell (lws_cancel_service, an eventfd
 	 * write) may take its own locks. A ring per batch, not per message. */
@@ -92,6 +103,17 @@ struct xq_msg *xq_drain(struct xq *q)
 	pthread_mutex_lock(&q->lock);
 	list = q->head;
 	q->head = q->tail = NULL;
+	atomic_store_explicit(&q->depth, 0, memory_order_relaxed);
 	pthread_mutex_unlock(&q->lock);
 	return list;
+}
+
+size_t xq_depth(const struct xq *q)
+{
+	return atomic_load_explicit(&q->depth, memory_order_acquire);
+}
+
+size_t xq_depth_max(const struct xq *q)
+{
+	return atomic_load_explicit(&q->depth_max, memory_order_relaxed);
 }

@@ -10,7 +10,26 @@
  * Connections cross the seam as 64-bit ids, never pointers.
  *
  * Ownership: xq_push() takes the message; xq_drain() hands the list to the
- * caller, which frees each message with xq_msg_free().
+ * caller, which frees each message with xq_msg_free(). A message owns its
+ * buf reference, its text and, for XQ_ADOPT only, its fd: xq_msg_free()
+ * closes an XQ_ADOPT's fd if it is >= 0, so an ADOPT dropped anywhere
+ * (a failed group commit, xq_free() at exit) cannot leak the socket.
+ * Whoever hands the fd on (lws_adopt_socket*, which owns it from then on,
+ * success or failure) or closes it itself sets m->fd = -1 first.
+ *
+ * No bound, by design. Neither queue refuses or drops a message: the
+ * consumer's event loop must never wait for the other thread (two threads
+ * each blocked on the other's full queue would deadlock), and what crosses
+ * cannot be shed here: edge -> core carries every XQ_CLOSED (exactly one
+ * per connection), XQ_OPENED, and in XQ_RX the clients' ACK/REC/COM that
+ * the QoS state machines wait for; core -> edge carries the same
+ * acknowledgements the other way, ADOPTs (sockets) and control messages.
+ * The bounds sit where a policy can be applied: the edge's per-connection
+ * send queues (send_queue_bytes: shed QoS 0, send_queue_hard_bytes: close
+ * 1008), the core's per-connection forward queue (pauses reading through
+ * XQ_FLOW), max_connections and max_message_size. What remains (a burst,
+ * a large fan-out during a group commit) is measured: xq_depth() and
+ * xq_depth_max() are gauges for /metrics.
  */
 #ifndef RB_SEAM_H
 #define RB_SEAM_H
@@ -28,11 +47,12 @@ enum xq_type {
 	                * kv_serialize (src/http/http_head.h) */
 	XQ_RX,         /* id: one whole message in buf; flags XQF_TEXT */
 	XQ_CLOSED,     /* id: connection gone (also if it never upgraded);
-	                * code: close code seen, 0 if none; fd: QoS 0 pushes
-	                * dropped for it as a slow consumer */
+	                * code: close code seen, 0 if none; count: QoS 0
+	                * pushes dropped for it as a slow consumer */
 	XQ_EDGE_DONE,  /* edge closed everything after XQ_STOP */
 	/* core -> edge */
-	XQ_ADOPT,      /* id, fd: hand an accepted, peeked socket to lws;
+	XQ_ADOPT,      /* id, fd: hand an accepted, peeked socket to lws (the
+	                * message owns fd: see Ownership above);
 	                * buf, if set: a head to replay (the socket's was read) */
 	XQ_SEND,       /* buf to every recipient in rcpts[0..nids); with
 	                * XQF_PATCH each copy gets its recipient's msgid and
@@ -63,7 +83,8 @@ struct xq_msg {
 	uint8_t type;
 	uint8_t flags;
 	uint16_t code;
-	int fd;
+	int fd;           /* XQ_ADOPT only, owned; -1 otherwise */
+	uint32_t count;   /* XQ_CLOSED: QoS 0 pushes dropped */
 	uint64_t id;
 	struct rbuf *buf; /* owned reference, or NULL */
 	char *text;       /* owned, or NULL */
@@ -83,13 +104,20 @@ void xq_free(struct xq *q);
 /* New message with room for nids recipients; fields zeroed, fd = -1.
  * NULL on ENOMEM. */
 struct xq_msg *xq_msg_new(uint8_t type, uint64_t id, size_t nids);
-/* Frees m, dropping its buf reference and text. NULL-tolerant. */
+/* Frees m, dropping its buf reference and text and, for XQ_ADOPT, closing
+ * fd if it is >= 0. NULL-tolerant. */
 void xq_msg_free(struct xq_msg *m);
 
 /* Any thread. Takes m. */
 void xq_push(struct xq *q, struct xq_msg *m);
 /* Consumer thread. Returns every queued message in FIFO order (NULL if none). */
 struct xq_msg *xq_drain(struct xq *q);
+
+/* Gauges, any thread, lock-free (a snapshot, exact only when the queue is
+ * quiet): messages pushed and not yet drained, and the largest that number
+ * has been since xq_new(). A depth read before the mark is never above it. */
+size_t xq_depth(const struct xq *q);
+size_t xq_depth_max(const struct xq *q);
 
 /* Process-wide connection id source, any thread; ids start at 1, never reused. */
 uint64_t conn_id_next(void);

@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,8 +40,10 @@
 #include <event2/util.h>
 
 #include "protocol/rb.h"
+#include "src/base/thread.h"
 #include "src/http/http_head.h"
 #include "src/http/http_resp.h"
+#include "src/base/timeutil.h"
 
 #define IDLE_TIMEOUT_S   60
 #define MAX_ADDRS        4
@@ -52,12 +53,12 @@
 /* A parser error is copied whole into the request's errmsg. */
 _Static_assert(ERRMSG_LEN >= HTTP_RESP_ERRMSG_LEN, "errmsg too short");
 
-#define ASSERT_CORE(b) assert(pthread_equal(pthread_self(), (b)->owner))
+#define ASSERT_CORE(b) THREAD_ASSERT(&(b)->owner)
 
 enum where { W_NONE, W_QUEUED, W_CONN, W_FAILING, W_DONE };
 
 struct origin;
-struct conn;
+struct bconn;
 
 /* Core thread only. Owned by the backend from acceptance to deliver/cancel. */
 struct backend_req {
@@ -65,7 +66,7 @@ struct backend_req {
 	TAILQ_ENTRY(backend_req) qlink; /* o->queue while W_QUEUED */
 	struct backend *b;
 	struct origin *o;
-	struct conn *conn;              /* while W_CONN */
+	struct bconn *conn;             /* while W_CONN */
 	enum where where;
 	backend_cb cb;
 	void *arg;
@@ -77,9 +78,11 @@ struct backend_req {
 	struct http_resp resp;          /* reset for each connection it goes on */
 };
 
-/* Core thread only. Busy while req != NULL (connecting included), else idle. */
-struct conn {
-	TAILQ_ENTRY(conn) link;         /* o->idle or o->busy */
+/* A pooled connection to a backend origin (not core.h's struct conn, a
+ * client's). Core thread only. Busy while req != NULL (connecting
+ * included), else idle. */
+struct bconn {
+	TAILQ_ENTRY(bconn) link;        /* o->idle or o->busy */
 	struct origin *o;
 	evutil_socket_t fd;             /* ours while connecting, the bev's after */
 	struct event *connev;           /* writability + connect timeout */
@@ -100,7 +103,7 @@ struct origin {
 	struct sockaddr_storage addrs[MAX_ADDRS];
 	socklen_t addrlens[MAX_ADDRS];
 	int naddrs, cur;                /* cur: the address that last worked */
-	TAILQ_HEAD(, conn) idle, busy;
+	TAILQ_HEAD(, bconn) idle, busy;
 	int nconns;
 	TAILQ_HEAD(, backend_req) queue;
 	int nqueued;
@@ -110,7 +113,7 @@ struct origin {
 struct backend {
 	struct event_base *base;
 	struct backend_opts opts;
-	pthread_t owner;
+	struct thread_owner owner;
 	TAILQ_HEAD(, origin) origins;
 	TAILQ_HEAD(, backend_req) reqs;
 	size_t npending;
@@ -128,13 +131,6 @@ struct url {
 static void dispatch(struct origin *o);
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
-
-static struct timeval ms_tv(int ms)
-{
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	return tv;
-}
 
 static void set_errmsg(struct backend_req *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -215,17 +211,14 @@ static int parse_url(const char *url, struct url *u)
 		memcpy(u->name, u->host, hlen + 1);
 	}
 	if (*p == ':') {
-		int n = 0;
+		size_t n = strspn(++p, "0123456789");
+		uint64_t v;
 
-		p++;
-		port = 0;
-		while (isdigit((unsigned char)*p) && n < 6) {
-			port = port * 10 + (*p++ - '0');
-			n++;
-		}
-		if (n == 0 || port < 1 || port > 65535) {
+		if (rb_parse_dec(p, n, 65535, &v) != RB_OK || v < 1) {
 			return RB_EINVAL;
 		}
+		port = (long)v;
+		p += n;
 	}
 	if (*p && !strchr("/?#", *p)) {
 		return RB_EINVAL;
@@ -357,7 +350,7 @@ static void fail_async(struct backend_req *r, int err)
 /* ---- connections ---- */
 
 /* Detaches (but does not complete) the request the connection carried. */
-static void conn_close(struct conn *c)
+static void conn_close(struct bconn *c)
 {
 	struct origin *o = c->o;
 
@@ -383,7 +376,7 @@ static void conn_close(struct conn *c)
 	free(c);
 }
 
-static void conn_fail(struct conn *c, int err)
+static void conn_fail(struct bconn *c, int err)
 {
 	struct backend_req *r = c->req;
 	struct origin *o = c->o;
@@ -393,7 +386,7 @@ static void conn_fail(struct conn *c, int err)
 	deliver(r, err);
 }
 
-static void conn_attach(struct conn *c, struct backend_req *r)
+static void conn_attach(struct bconn *c, struct backend_req *r)
 {
 	c->req = r;
 	r->conn = c;
@@ -403,7 +396,7 @@ static void conn_attach(struct conn *c, struct backend_req *r)
 }
 
 /* Hands the request bytes to the connected socket; false on failure (errmsg set). */
-static bool conn_write(struct conn *c)
+static bool conn_write(struct bconn *c)
 {
 	struct backend_req *r = c->req;
 	size_t len = evbuffer_get_length(r->wire);
@@ -419,10 +412,10 @@ static void on_connect(evutil_socket_t fd, short what, void *arg);
 
 /* Starts a non-blocking connect to the next untried address: 0 when under
  * way, else the errno of the last address tried (e when none was left). */
-static int conn_connect(struct conn *c, int e)
+static int conn_connect(struct bconn *c, int e)
 {
 	struct origin *o = c->o;
-	struct timeval tv = ms_tv(o->b->opts.connect_timeout_ms);
+	struct timeval tv = tv_from_seconds(o->b->opts.connect_timeout_ms / 1e3);
 
 	while (c->tries < o->naddrs) {
 		int i = (o->cur + c->tries) % o->naddrs;
@@ -456,7 +449,7 @@ static int conn_connect(struct conn *c, int e)
 	return e;
 }
 
-static void connect_errmsg(struct conn *c, int e)
+static void connect_errmsg(struct bconn *c, int e)
 {
 	char buf[96];
 
@@ -467,7 +460,7 @@ static void connect_errmsg(struct conn *c, int e)
 /* Opens a connection for r, which is not queued; a failure is asynchronous. */
 static void conn_open(struct origin *o, struct backend_req *r)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct bconn *c = calloc(1, sizeof(*c));
 	int e;
 
 	assert(o->nconns < o->b->opts.max_connections);
@@ -491,7 +484,7 @@ static void conn_open(struct origin *o, struct backend_req *r)
 
 static void on_connect(evutil_socket_t fd, short what, void *arg)
 {
-	struct conn *c = arg;
+	struct bconn *c = arg;
 	struct origin *o = c->o;
 	struct backend_req *r = c->req;
 	socklen_t len = sizeof(int);
@@ -542,7 +535,7 @@ static void on_connect(evutil_socket_t fd, short what, void *arg)
 
 /* Idle connections keep reading so that a close by the backend is noticed at
  * once (and the socket freed) instead of on the next request. */
-static void conn_idle(struct conn *c)
+static void conn_idle(struct bconn *c)
 {
 	struct origin *o = c->o;
 	struct timeval tv = { IDLE_TIMEOUT_S, 0 };
@@ -556,7 +549,7 @@ static void conn_idle(struct conn *c)
 	bufferevent_set_timeouts(c->bev, &tv, NULL);
 }
 
-static void conn_send(struct conn *c, struct backend_req *r)
+static void conn_send(struct bconn *c, struct backend_req *r)
 {
 	struct origin *o = c->o;
 
@@ -576,7 +569,7 @@ static void dispatch(struct origin *o)
 	struct backend_req *r;
 
 	while ((r = TAILQ_FIRST(&o->queue)) != NULL) {
-		struct conn *c = TAILQ_FIRST(&o->idle);
+		struct bconn *c = TAILQ_FIRST(&o->idle);
 
 		if (!c && o->nconns >= o->b->opts.max_connections) {
 			break;
@@ -591,7 +584,7 @@ static void dispatch(struct origin *o)
 }
 
 /* The response on c is complete. */
-static void conn_done(struct conn *c)
+static void conn_done(struct bconn *c)
 {
 	struct backend_req *r = c->req;
 	struct origin *o = c->o;
@@ -613,7 +606,7 @@ static void conn_done(struct conn *c)
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-	struct conn *c = arg;
+	struct bconn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct backend_req *r = c->req;
 	int rc;
@@ -637,7 +630,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 /* The backend closed a reused connection before answering: it most likely
  * timed it out while idle, so the request never reached it. */
-static void retry(struct conn *c)
+static void retry(struct bconn *c)
 {
 	struct backend_req *r = c->req;
 	struct origin *o = c->o;
@@ -649,7 +642,7 @@ static void retry(struct conn *c)
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
-	struct conn *c = arg;
+	struct bconn *c = arg;
 	struct backend_req *r = c->req;
 	int e = EVUTIL_SOCKET_ERROR();
 	char buf[96];
@@ -784,7 +777,7 @@ struct backend *backend_new(struct event_base *base, const struct backend_opts *
 	}
 	b->base = base;
 	b->opts = *opts;
-	b->owner = pthread_self();
+	thread_owner_set(&b->owner);
 	TAILQ_INIT(&b->origins);
 	TAILQ_INIT(&b->reqs);
 	return b;
@@ -794,7 +787,7 @@ void backend_free(struct backend *b)
 {
 	struct origin *o;
 	struct backend_req *r;
-	struct conn *c;
+	struct bconn *c;
 
 	if (!b) {
 		return;
@@ -884,7 +877,7 @@ struct backend_req *backend_request(struct backend *b, const char *method,
 	    build_wire(r->wire, method, &u, hdrs, nhdrs, body, body_len)) {
 		goto fail;
 	}
-	tv = ms_tv(b->opts.request_timeout_ms);
+	tv = tv_from_seconds(b->opts.request_timeout_ms / 1e3);
 	if (evtimer_add(r->timer, &tv) < 0) {
 		goto fail;
 	}

@@ -239,23 +239,52 @@ int query_parse(const char *q, struct kvlist *l)
 	return RB_OK;
 }
 
+bool header_next_token(const char **p, const char **tok, size_t *len)
+{
+	const char *s = *p;
+
+	while (*s == ' ' || *s == '\t' || *s == ',')
+		s++;
+	*p = s;
+	if (!*s)
+		return false;
+	/* s is neither blank nor comma: the element is not empty. */
+	const char *e = s;
+	while (*e && *e != ',')
+		e++;
+	size_t n = (size_t)(e - s);
+	while (s[n - 1] == ' ' || s[n - 1] == '\t')
+		n--;
+	*p = e;
+	*tok = s;
+	*len = n;
+	return true;
+}
+
+static bool token_is(const char *t, size_t len, const char *token)
+{
+	return len == strlen(token) && strncasecmp(t, token, len) == 0;
+}
+
 int header_has_token(const char *value, const char *token)
 {
-	size_t tl = strlen(token);
-	for (const char *p = value; p && *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		const char *e = p;
-		while (*e && *e != ',')
-			e++;
-		const char *t = e;
-		while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
-			t--;
-		if ((size_t)(t - p) == tl && strncasecmp(p, token, tl) == 0)
+	const char *t;
+	size_t len;
+
+	while (value && header_next_token(&value, &t, &len))
+		if (token_is(t, len, token))
 			return 1;
-		p = e;
-	}
 	return 0;
+}
+
+bool header_last_token_is(const char *value, const char *token)
+{
+	const char *t = NULL;
+	size_t len = 0;
+
+	while (value && header_next_token(&value, &t, &len))
+		;
+	return t && token_is(t, len, token);
 }
 
 bool http_is_token(const char *s)
@@ -276,14 +305,11 @@ static enum http_body content_length(const char *v, uint64_t *len, bool *seen)
 	do {
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (!isdigit((unsigned char)*p))
+		size_t digits = strspn(p, "0123456789");
+		uint64_t n;
+		if (rb_parse_dec(p, digits, UINT64_MAX, &n) != RB_OK)
 			return HTTP_BODY_BAD_LENGTH;
-		uint64_t n = 0;
-		for (; isdigit((unsigned char)*p); p++) {
-			if (n > (UINT64_MAX - 9) / 10)
-				return HTTP_BODY_BAD_LENGTH;
-			n = n * 10 + (uint64_t)(*p - '0');
-		}
+		p += digits;
 		while (*p == ' ' || *p == '\t')
 			p++;
 		if (*p && *p != ',')

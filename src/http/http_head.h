@@ -86,7 +86,16 @@ int query_parse(const char *q, struct kvlist *l);
 /* Is s a non-empty RFC 9110 token (a valid method or header name)? */
 bool http_is_token(const char *s);
 
-/* Does a comma-separated header value contain token (case-insensitive)? */
+/*
+ * Comma-separated header values ("close, Upgrade", "gzip, chunked"): the
+ * one scanner. header_next_token() gives the next element of *p, blanks
+ * around it trimmed and empty elements skipped, in *tok (not
+ * NUL-terminated) and *len, and advances *p; false at the end.
+ */
+bool header_next_token(const char **p, const char **tok, size_t *len);
+/* Does the list contain token (case-insensitive)? NULL is empty. */
 int header_has_token(const char *value, const char *token);
+/* Is the list's last element token (case-insensitive; Transfer-Encoding)? */
+bool header_last_token_is(const char *value, const char *token);
 
 #endif

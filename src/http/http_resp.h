@@ -8,8 +8,9 @@
  *  - Transfer-Encoding whose last coding is "chunked": chunked body (chunk
  *    extensions ignored, trailers read and discarded); any other
  *    Transfer-Encoding: body delimited by the end of the connection;
- *  - else Content-Length (repeated copies must agree; digits only, at most
- *    18 of them); without one, body delimited by the end of the connection.
+ *  - else Content-Length (repeated copies must agree; digits only, with a
+ *    value below 10^18); without one, body delimited by the end of the
+ *    connection.
  * 1xx responses other than 101 are interim: dropped, and the final response
  * is parsed after them (101 is an error: we never ask for an upgrade).
  * Header lines may end in CRLF or a bare LF; an obs-fold continuation line is

@@ -12,11 +12,13 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "protocol/rb.h"
 #include "src/base/log.h"
 #include "src/base/metrics.h"
 #include "src/base/net.h"
+#include "src/base/timeutil.h"
 
 #define LINGER_S 2 /* after an error answer: wait this long for the client's FIN */
 
@@ -54,12 +56,6 @@ struct httpd {
 };
 
 static void process(struct hconn *c);
-
-static struct timeval tv_of(double s)
-{
-	struct timeval tv = { (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6) };
-	return tv;
-}
 
 static void conn_free(struct hconn *c)
 {
@@ -114,13 +110,28 @@ static void stop_waiting(struct hconn *c)
 	evtimer_del(c->deadline);
 }
 
+/* {"status":1,"msg":msg} with msg escaped by jansson: malloc'd, or NULL
+ * (out of memory, or msg not UTF-8). */
+static char *error_json(const char *msg)
+{
+	json_t *j = json_pack("{s:i, s:s}", "status", 1, "msg", msg);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	json_decref(j);
+	return s;
+}
+
+static const char NO_ERROR_JSON[] = "{\"status\":1,\"msg\":\"error\"}";
+
 /* Answer an error before a request reached a handler, then close. */
 static void fail_conn(struct hconn *c, int status, const char *msg)
 {
-	char body[160];
-	int n = snprintf(body, sizeof(body), "{\"status\":1,\"msg\":\"%s\"}", msg);
+	char *body = error_json(msg);
+
 	stop_waiting(c);
-	write_response(c, status, "application/json", body, (size_t)n, false);
+	write_response(c, status, "application/json", body ? body : NO_ERROR_JSON,
+		       body ? strlen(body) : sizeof(NO_ERROR_JSON) - 1, false);
+	free(body);
 	c->failed = true;
 	bufferevent_disable(c->bev, EV_READ);
 }
@@ -339,19 +350,14 @@ void httpd_reply(struct httpd_req *r, int status, const char *ctype,
 
 void httpd_reply_error(struct httpd_req *r, int http_status, const char *msg)
 {
-	char body[512];
-	size_t j = 0;
-	/* msg is ours, but may quote a parameter: escape what JSON needs. */
-	j += (size_t)snprintf(body, sizeof(body), "{\"status\":1,\"msg\":\"");
-	for (const char *p = msg; *p && j < sizeof(body) - 8; p++) {
-		if (*p == '"' || *p == '\\')
-			body[j++] = '\\';
-		if ((unsigned char)*p < 0x20)
-			continue;
-		body[j++] = *p;
-	}
-	j += (size_t)snprintf(body + j, sizeof(body) - j, "\"}");
-	httpd_reply(r, http_status, NULL, body, j);
+	/* msg is ours, but may quote a parameter: jansson escapes it. */
+	char *body = error_json(msg);
+
+	if (body)
+		httpd_reply(r, http_status, NULL, body, strlen(body));
+	else
+		httpd_reply(r, http_status, NULL, NO_ERROR_JSON, sizeof(NO_ERROR_JSON) - 1);
+	free(body);
 }
 
 void httpd_adopt(struct httpd *s, int fd)
@@ -403,8 +409,8 @@ struct httpd *httpd_new(struct event_base *base, size_t max_body,
 		return NULL;
 	s->base = base;
 	s->max_body = max_body;
-	s->idle = tv_of(idle_timeout);
-	s->body = tv_of(body_timeout);
+	s->idle = tv_from_seconds(idle_timeout);
+	s->body = tv_from_seconds(body_timeout);
 	s->handler = h;
 	s->arg = arg;
 	return s;

@@ -71,7 +71,8 @@ void httpd_free(struct httpd *s);
  * Copies body. */
 void httpd_reply(struct httpd_req *req, int status, const char *content_type,
 		 const char *body, size_t len);
-/* Shorthand: JSON {"status":<st>,"msg":"<msg>"} with HTTP status code. */
+/* Shorthand: JSON {"status":1,"msg":"<msg>"} with HTTP status code; msg is
+ * JSON-escaped whole (one that is not UTF-8 becomes "error"). */
 void httpd_reply_error(struct httpd_req *req, int http_status, const char *msg);
 
 /* Requests received and not yet answered. */

@@ -1,6 +1,7 @@
 #include "src/msg/app.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "protocol/rb.h"
 #include "src/base/conf.h"
@@ -13,6 +14,7 @@
 #include "src/msg/guard.h"
 #include "src/msg/hooks.h"
 #include "src/msg/nonce.h"
+#include "src/msg/push.h"
 #include "src/msg/rest.h"
 #include "src/msg/session.h"
 #include "storage/qos_store.h"
@@ -44,7 +46,8 @@ static int init(struct core *c, char *err, size_t errlen)
 	};
 	c->guard = guard_new(&go);
 	c->engine = engine_local_new();
-	if (!c->channels || !c->store || !c->nonces || !c->guard || !c->engine) {
+	c->pushes = calloc(1, sizeof(*c->pushes));
+	if (!c->pushes || !c->channels || !c->store || !c->nonces || !c->guard || !c->engine) {
 		snprintf(err, errlen, "out of memory");
 		return RB_ENOMEM;
 	}
@@ -68,6 +71,8 @@ static void fini(struct core *c)
 	if (c->engine)
 		c->engine->ops->free(c->engine);
 	c->engine = NULL;
+	free(c->pushes); /* empty: deliver_shutdown completed them */
+	c->pushes = NULL;
 	c->nonces = NULL;
 	c->guard = NULL;
 	c->store = NULL;

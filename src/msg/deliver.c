@@ -1,30 +1,28 @@
 #include "src/msg/deliver.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 
 #include "protocol/packet.h"
 #include "protocol/rb.h"
 #include "src/base/conf.h"
 #include "src/core/commit.h"
 #include "src/core/core.h"
-#include "src/http/httpd.h"
 #include "src/base/log.h"
 #include "src/base/metrics.h"
 #include "src/base/rbuf.h"
+#include "src/base/timeutil.h"
 #include "src/edge/seam.h"
+#include "src/msg/push.h"
 #include "src/msg/session.h"
 #include "storage/qos_store.h"
 
-struct push;
-
 struct delivery {
-	struct delivery *prev, *next; /* in its push's list while unacknowledged */
-	struct push *push;            /* NULL once acknowledged (QoS 2 REL phase) */
+	struct push_leg leg;          /* its push's receipt, until acknowledged */
 	struct core *c;
 	uint64_t conn_id;
 	uint16_t msgid;
@@ -35,128 +33,9 @@ struct delivery {
 	struct event *timer;          /* retransmission */
 };
 
-struct push {
-	struct push *prev, *next;     /* c->pushes */
-	struct core *c;
-	struct httpd_req *req;
-	uint8_t qos;
-	size_t total, acked, failed, pending;
-	struct delivery *head;        /* still unacknowledged */
-	uint8_t *data;                /* first acknowledgement's payload */
-	size_t data_len;
-	bool has_data;
-	struct event *timer;          /* the call's timeout */
-};
-
-static struct timeval seconds_tv(double s)
+static struct delivery *of_leg(struct push_leg *l)
 {
-	struct timeval tv = { (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6) };
-	return tv;
-}
-
-/* ---- the /send/ answer ---- */
-
-static void push_answer(struct push *p)
-{
-	struct core *c = p->c;
-	/* Nobody acknowledged and nothing is kept for later: a timeout, which
-	 * the original answered over HTTP 200 ("status":1); 504 only under
-	 * rest_status_codes = strict. Some acknowledged: "status":0, and
-	 * "failed" says how many did not. */
-	bool none = p->acked == 0 && p->pending == 0 && p->total > 0;
-	bool strict = strcmp(c->conf->rest_status_codes, "strict") == 0;
-	json_t *j = json_pack("{s:i, s:I, s:I, s:I}", "status", none ? 1 : 0,
-			      "connections", (json_int_t)p->acked,
-			      "failed", (json_int_t)p->failed,
-			      "pending", (json_int_t)p->pending);
-	if (none)
-		json_object_set_new(j, "msg", json_string("timeout"));
-	json_t *data = p->has_data ? json_stringn((const char *)p->data, p->data_len) : NULL;
-	if (p->has_data && !data) {
-		/* Not UTF-8: JSON strings cannot hold it; give it in base64. */
-		static const char b64[] =
-			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-		size_t n = p->data_len, o = 0;
-		char *enc = malloc((n + 2) / 3 * 4 + 1);
-		for (size_t i = 0; enc && i < n; i += 3) {
-			uint32_t v = (uint32_t)p->data[i] << 16 |
-				     (i + 1 < n ? (uint32_t)p->data[i + 1] << 8 : 0) |
-				     (i + 2 < n ? p->data[i + 2] : 0);
-			enc[o++] = b64[v >> 18 & 63];
-			enc[o++] = b64[v >> 12 & 63];
-			enc[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
-			enc[o++] = i + 2 < n ? b64[v & 63] : '=';
-		}
-		if (enc) {
-			enc[o] = 0;
-			json_object_set_new(j, "data_base64", json_string(enc));
-		}
-		free(enc);
-	}
-	json_object_set_new(j, "data", data ? data : json_null());
-	char *s = json_dumps(j, JSON_COMPACT);
-	if (p->req) {
-		if (s)
-			core_reply(c, p->req, none && strict ? 504 : 200, NULL, s, strlen(s));
-		else
-			httpd_reply_error(p->req, 500, "out of memory");
-	}
-	free(s);
-	json_decref(j);
-	if (p->timer)
-		event_free(p->timer);
-	if (p->prev)
-		p->prev->next = p->next;
-	else
-		c->pushes = p->next;
-	if (p->next)
-		p->next->prev = p->prev;
-	c->n_pushes--;
-	free(p->data);
-	free(p);
-}
-
-static void unlink_from_push(struct delivery *d)
-{
-	struct push *p = d->push;
-	if (!p)
-		return;
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		p->head = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
-	d->prev = d->next = NULL;
-	d->push = NULL;
-}
-
-enum outcome { O_FAILED, O_ACKED, O_PENDING };
-
-/* d's push learns its outcome; the push is answered with its last one. */
-static void push_outcome(struct delivery *d, enum outcome o, const uint8_t *data, size_t len)
-{
-	struct push *p = d->push;
-	if (!p)
-		return;
-	unlink_from_push(d);
-	if (o == O_PENDING) {
-		p->pending++;
-	} else if (o == O_ACKED) {
-		p->acked++;
-		if (!p->has_data) {
-			p->data = malloc(len ? len : 1);
-			if (p->data) {
-				memcpy(p->data, data, len);
-				p->data_len = len;
-				p->has_data = true;
-			}
-		}
-	} else {
-		p->failed++;
-	}
-	if (!p->head)
-		push_answer(p);
+	return (struct delivery *)((char *)l - offsetof(struct delivery, leg));
 }
 
 /* ---- deliveries ---- */
@@ -165,10 +44,12 @@ static void push_outcome(struct delivery *d, enum outcome o, const uint8_t *data
 static void delivery_free(struct delivery *d, struct conn *cn, bool forget)
 {
 	struct core *c = d->c;
-	unlink_from_push(d);
+	push_leg_done(&d->leg, PUSH_FAILED, NULL, 0); /* no-op once answered */
 	if (cn) {
 		idmap_del(&cn->down, (uint64_t)d->msgid + 1);
-		if (forget)
+		/* Only a session's deliveries are stored: a plain connection's
+		 * live in this record alone. */
+		if (forget && d->durable)
 			conn_store_w(c, cn)->ops->down_end(conn_store(c, cn), conn_key(cn), d->msgid);
 	}
 	c->n_deliveries--;
@@ -215,6 +96,8 @@ static uint16_t next_msgid(struct conn *cn)
 }
 
 /* An in-memory delivery of pkt to cn under msgid, in state st. */
+static enum push_outcome on_leg_expired(struct push_leg *l);
+
 static struct delivery *delivery_new(struct core *c, struct push *p, struct conn *cn,
 				     struct rbuf *pkt, uint8_t qos, uint16_t msgid,
 				     enum down_state st)
@@ -236,13 +119,9 @@ static struct delivery *delivery_new(struct core *c, struct push *p, struct conn
 		return NULL;
 	}
 	d->pkt = rbuf_ref(pkt);
-	if (p) {
-		d->push = p;
-		d->next = p->head;
-		if (p->head)
-			p->head->prev = d;
-		p->head = d;
-	}
+	d->leg.expire = on_leg_expired;
+	if (p)
+		push_leg_add(p, &d->leg);
 	c->n_deliveries++;
 	evtimer_add(d->timer, c->retry_tv);
 	return d;
@@ -279,32 +158,23 @@ static bool session_room(struct core *c, const char *device, struct conn *holder
 			 device, old);
 		struct delivery *d = holder ? idmap_get(&holder->down, (uint64_t)old + 1) : NULL;
 		if (d) {
-			push_outcome(d, O_FAILED, NULL, 0);
+			push_leg_done(&d->leg, PUSH_FAILED, NULL, 0);
 			delivery_free(d, holder, false); /* its row is already gone */
 		}
 	}
 }
 
-static void on_push_timeout(evutil_socket_t fd, short what, void *arg)
+/* The push's timeout passed with d unacknowledged: it stops there (the
+ * original's contract), except a session's, which keeps it until
+ * acknowledged or expired, so it counts as pending. */
+static enum push_outcome on_leg_expired(struct push_leg *l)
 {
-	struct push *p = arg;
-	struct core *c = p->c;
-
-	/* Unacknowledged deliveries stop here (the original's contract),
-	 * except a session's: it keeps them until acknowledged or expired,
-	 * so they count as pending. Detach them all first, then answer once. */
-	while (p->head) {
-		struct delivery *d = p->head;
-		unlink_from_push(d);
-		if (d->durable) {
-			p->pending++;
-			continue;
-		}
-		p->failed++;
-		metric_drop(DROP_UNACKED);
-		delivery_free(d, core_conn(c, d->conn_id), true);
-	}
-	push_answer(p);
+	struct delivery *d = of_leg(l);
+	if (d->durable)
+		return PUSH_PENDING;
+	metric_drop(DROP_UNACKED);
+	delivery_free(d, core_conn(d->c, d->conn_id), true);
+	return PUSH_FAILED;
 }
 
 /*
@@ -336,69 +206,59 @@ static int store_delivery(struct core *c, const char *device, struct conn *holde
 	return RB_ELIMIT;
 }
 
-void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, size_t n,
-		  char *const *devices, size_t ndev, uint8_t qos, uint16_t msgtype,
-		  const void *payload, size_t len, double timeout)
+size_t deliver_push(struct core *c, struct push *p, const uint64_t *conns, size_t n,
+		    char *const *devices, size_t ndev, uint8_t qos, uint16_t msgtype,
+		    const void *payload, size_t len)
 {
 	struct pkt hdr = { .cmd = PKT_SEND, .qos = qos, .msgtype = msgtype };
 	uint8_t h[PKT_MAX_HDR];
 	size_t hl = pkt_encode_header(&hdr, h);
 	struct rbuf *pkt = rbuf_new2(h, hl, payload, len);
-	struct xq_msg *m = xq_msg_new(XQ_SEND, 0, n);
-	struct push *p = qos ? calloc(1, sizeof(*p)) : NULL;
+	struct xq_msg *m = n ? xq_msg_new(XQ_SEND, 0, n) : NULL;
 	int64_t msg_id = -1; /* the durable copy, made on the first session */
 
-	if (!pkt || !m || (qos && !p)) {
+	if (!pkt || (n && !m)) {
 		rbuf_unref(pkt);
 		xq_msg_free(m);
-		free(p);
-		if (req)
-			httpd_reply_error(req, 503, "out of memory");
-		return;
+		if (p)
+			push_count(p, PUSH_FAILED, n + ndev);
+		return 0;
 	}
-	metric_inc(M_PUSHES);
-	m->buf = pkt; /* the message owns the first reference */
+	if (m)
+		m->buf = rbuf_ref(pkt);
 	if (!qos) {
 		/* At most once, memory only: offline sessions get nothing. */
+		if (!m) {
+			rbuf_unref(pkt);
+			return 0;
+		}
 		m->flags = XQF_DROPPABLE;
 		for (size_t i = 0; i < n; i++) {
 			m->rcpts[i].id = conns[i];
 			metric_packet(1, PKT_SEND, 0);
 		}
 		core_push_edge(c, m);
-		if (req) {
-			char body[64];
-			int bl = snprintf(body, sizeof(body), "{\"status\":0,\"connections\":%zu}", n);
-			core_reply(c, req, 200, NULL, body, (size_t)bl);
-		}
-		return;
+		rbuf_unref(pkt);
+		return n;
 	}
-
-	p->c = c;
-	p->req = req;
-	p->qos = qos;
-	p->total = n + ndev;
-	p->next = c->pushes;
-	if (c->pushes)
-		c->pushes->prev = p;
-	c->pushes = p;
-	c->n_pushes++;
-	m->flags = XQF_PATCH;
-	m->nids = 0;
+	if (m) {
+		m->flags = XQF_PATCH;
+		m->nids = 0;
+	}
 	for (size_t i = 0; i < n + ndev; i++) {
 		struct conn *cn = i < n ? core_conn(c, conns[i]) : NULL;
 		const char *device = i < n ? (cn && cn->session ? cn->device_id : NULL)
 					   : devices[i - n];
 		if (i < n && !cn) {
 			metric_drop(DROP_CLOSED);
-			p->failed++;
+			push_count(p, PUSH_FAILED, 1);
 			continue;
 		}
 		if (device) {
 			/* The message and this delivery row are committed before
 			 * the first send (the SEND waits in the batch). */
 			if (!session_room(c, device, cn, len)) {
-				p->failed++;
+				push_count(p, PUSH_FAILED, 1);
 				continue;
 			}
 			core_batch(c);
@@ -406,7 +266,7 @@ void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, 
 			if (msg_id < 0 &&
 			    c->dstore->ops->msg_add(c->dstore, qos, msgtype, payload, len,
 						    &msg_id) != RB_OK) {
-				p->failed++;
+				push_count(p, PUSH_FAILED, 1);
 				msg_id = -1;
 				continue;
 			}
@@ -417,53 +277,49 @@ void deliver_push(struct core *c, struct httpd_req *req, const uint64_t *conns, 
 			 * SQLite for a resume (or a free slot), not in memory. */
 			uint16_t id;
 			if (store_delivery(c, device, NULL, msg_id, qos, false, &id) != RB_OK) {
-				p->failed++;
+				push_count(p, PUSH_FAILED, 1);
 				continue;
 			}
 			if (cn)
 				cn->backlog = true;
-			p->pending++;
+			push_count(p, PUSH_PENDING, 1);
 			continue;
 		}
 		if (over) {
-			log_info("conn %s: %zu pushes in flight (max_inflight_messages), push failed",
-				 cn->identity, cn->down.len);
+			log_limited(&cn->log, LOG_INFO,
+				    "conn %s: %zu pushes in flight (max_inflight_messages), push failed",
+				    cn->identity, cn->down.len);
 			metric_drop(DROP_INFLIGHT_LIMIT);
-			p->failed++;
+			push_count(p, PUSH_FAILED, 1);
 			continue;
 		}
 		uint16_t id;
 		if (device) {
 			if (store_delivery(c, device, cn, msg_id, qos, true, &id) != RB_OK) {
-				p->failed++;
+				push_count(p, PUSH_FAILED, 1);
 				continue;
 			}
 		} else {
 			id = next_msgid(cn);
-			c->store->ops->down_begin(c->store, cn->identity, id, 0, qos);
 		}
 		struct delivery *d = delivery_new(c, p, cn, pkt, qos, id,
 						  qos == 2 ? DOWN_WAIT_REC : DOWN_WAIT_ACK);
 		if (!d) {
-			conn_store_w(c, cn)->ops->down_end(conn_store(c, cn), conn_key(cn), id);
-			p->failed++;
+			if (device)
+				conn_store_w(c, cn)->ops->down_end(conn_store(c, cn), conn_key(cn), id);
+			push_count(p, PUSH_FAILED, 1);
 			continue;
 		}
 		m->rcpts[m->nids++] = (struct xq_rcpt){ cn->id, d->msgid, 0 };
 		metric_packet(1, PKT_SEND, qos);
 	}
-	if (m->nids)
+	size_t sent = m ? m->nids : 0;
+	if (sent)
 		core_push_edge(c, m);
 	else
 		xq_msg_free(m);
-	if (!p->head) {
-		push_answer(p);
-		return;
-	}
-	p->timer = evtimer_new(c->base, on_push_timeout, p);
-	struct timeval tv = seconds_tv(timeout);
-	if (p->timer)
-		evtimer_add(p->timer, &tv);
+	rbuf_unref(pkt);
+	return sent;
 }
 
 struct resume_ctx {
@@ -542,7 +398,7 @@ void deliver_on_answer(struct core *c, struct conn *cn, const struct pkt *p)
 			break;
 		if (d->durable)
 			core_mark(c, BATCH_ACK);
-		push_outcome(d, O_ACKED, p->payload, p->payload_len);
+		push_leg_done(&d->leg, PUSH_ACKED, p->payload, p->payload_len);
 		delivery_free(d, cn, true);
 		break;
 	case PKT_REC:
@@ -551,10 +407,11 @@ void deliver_on_answer(struct core *c, struct conn *cn, const struct pkt *p)
 		if (d->state == DOWN_WAIT_REC) {
 			if (d->durable)
 				core_mark(c, BATCH_REC);
-			push_outcome(d, O_ACKED, p->payload, p->payload_len);
+			push_leg_done(&d->leg, PUSH_ACKED, p->payload, p->payload_len);
 			d->state = DOWN_WAIT_COM;
-			conn_store_w(c, cn)->ops->down_set(conn_store(c, cn), conn_key(cn), d->msgid,
-							   DOWN_WAIT_COM);
+			if (d->durable)
+				conn_store_w(c, cn)->ops->down_set(conn_store(c, cn), conn_key(cn),
+								   d->msgid, DOWN_WAIT_COM);
 		}
 		/* REL now (after the COMMIT), and again every retry_interval
 		 * until COM. */
@@ -571,38 +428,45 @@ void deliver_on_answer(struct core *c, struct conn *cn, const struct pkt *p)
 		deliver_resume(c, cn);
 }
 
+/* cn is going away: d fails, or stays pending in its session. */
+static void finish_gone(struct core *c, struct conn *cn, struct delivery *d)
+{
+	/* A session keeps its deliveries (rows) for the next holder. */
+	if (d->leg.push && !d->durable)
+		metric_drop(DROP_CLOSED);
+	push_leg_done(&d->leg, d->durable ? PUSH_PENDING : PUSH_FAILED, NULL, 0);
+	delivery_free(d, cn, !d->durable);
+}
+
 void deliver_conn_gone(struct core *c, struct conn *cn)
 {
-	size_t i = 0;
-	uint64_t id;
+	size_t i = 0, n = 0;
+	uint64_t id, *keys = malloc((cn->down.len ? cn->down.len : 1) * sizeof(*keys));
 	void *val;
 
+	/* delivery_free deletes from cn->down: collect the keys first
+	 * (restarting the iteration after each deletion is quadratic). */
 	while (idmap_next(&cn->down, &i, &id, &val)) {
-		struct delivery *d = val;
-		/* A session keeps its deliveries (rows) for the next holder. */
-		if (d->push && !d->durable)
-			metric_drop(DROP_CLOSED);
-		push_outcome(d, d->durable ? O_PENDING : O_FAILED, NULL, 0);
-		delivery_free(d, cn, !d->durable);
-		i = 0; /* the map changed under the iteration */
+		if (keys) {
+			keys[n++] = id;
+			continue;
+		}
+		finish_gone(c, cn, val); /* out of memory: the slow way */
+		i = 0;
 	}
+	for (size_t k = 0; k < n; k++) {
+		struct delivery *d = idmap_get(&cn->down, keys[k]);
+		if (d)
+			finish_gone(c, cn, d);
+	}
+	free(keys);
 	idmap_free(&cn->down);
 }
 
 void deliver_shutdown(struct core *c)
 {
-	while (c->pushes) {
-		struct push *p = c->pushes;
-		while (p->head) {
-			struct delivery *d = p->head;
-			unlink_from_push(d);
-			if (d->durable)
-				p->pending++;
-			else
-				p->failed++;
-		}
-		push_answer(p);
-	}
+	if (c->pushes)
+		push_set_abort(c->pushes);
 }
 
 size_t deliver_in_flight(const struct core *c)
@@ -612,5 +476,5 @@ size_t deliver_in_flight(const struct core *c)
 
 size_t deliver_pushes_waiting(const struct core *c)
 {
-	return c->n_pushes;
+	return c->pushes ? c->pushes->n : 0;
 }

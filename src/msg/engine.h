@@ -72,9 +72,17 @@ struct engine_ops {
 	 * caller then counts the leg as failed). */
 	int (*publish)(struct engine *e, uint32_t node, const struct engine_push *m,
 		       struct push_leg *leg);
-	/* Run op on node (0: on every other node, e.g. OCCUPY); done once. */
+	/* Run op on node (0: on every other node, e.g. OCCUPY); done (may be
+	 * NULL: fire and forget) once. */
 	int (*remote)(struct engine *e, uint32_t node, const struct engine_op *op,
 		      engine_done_fn done, void *arg);
+	/* The members of channel on every other node: fn once per member,
+	 * then fn(arg, NULL, NULL, NULL) when all nodes answered or timed out.
+	 * RB_OK, or an error (no other node: fn is never called). */
+	int (*presence)(struct engine *e, const char *channel,
+			void (*fn)(void *arg, const char *identity, const char *device,
+				   const char *platform),
+			void *arg);
 	/* Nodes known (this one first): up to cap into out; the total. */
 	size_t (*nodes)(struct engine *e, struct engine_node *out, size_t cap);
 	void (*free)(struct engine *e);

@@ -36,6 +36,14 @@ static int remote(struct engine *e, uint32_t node, const struct engine_op *op,
 	return RB_ENOTFOUND;
 }
 
+static int presence(struct engine *e, const char *channel,
+		    void (*fn)(void *arg, const char *identity, const char *device,
+			       const char *platform),
+		    void *arg)
+{
+	return RB_ENOTFOUND;
+}
+
 static size_t nodes(struct engine *e, struct engine_node *out, size_t cap)
 {
 	if (cap)
@@ -57,6 +65,7 @@ static const struct engine_ops local_ops = {
 	.locate_device = locate,
 	.publish = publish,
 	.remote = remote,
+	.presence = presence,
 	.nodes = nodes,
 	.free = engine_free,
 };

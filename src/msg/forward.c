@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 
@@ -20,6 +19,7 @@
 #include "src/base/log.h"
 #include "src/base/metrics.h"
 #include "src/base/rbuf.h"
+#include "src/base/timeutil.h"
 #include "storage/qos_store.h"
 
 struct fwd {
@@ -39,13 +39,6 @@ struct fwd {
 	bool probe;            /* the half-open breaker's probe */
 	double started;        /* sent to the backend (monotonic seconds) */
 };
-
-static double mono_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static struct fwd *of_wait(struct guard_wait *w)
 {

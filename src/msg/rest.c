@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/http.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 
@@ -23,12 +25,17 @@
 #include "src/base/conf.h"
 #include "src/http/backend.h"
 #include "src/msg/deliver.h"
+#include "src/msg/engine.h"
 #include "src/msg/guard.h"
 #include "src/msg/hooks.h"
 #include "src/msg/nonce.h"
+#include "src/msg/push.h"
+#include "src/msg/route.h"
 #include "src/msg/session.h"
 #include "storage/db.h"
+#include "src/core/commit.h"
 #include "src/core/core.h"
+#include "src/edge/seam.h"
 #include "src/http/httpd.h"
 #include "src/base/log.h"
 #include "src/base/metrics.h"
@@ -88,6 +95,22 @@ static void reply_json(struct httpd_req *req, int status, json_t *j)
 	json_decref(j);
 }
 
+/* Answers the page built in b, or 500 unless ok (ok implies b). Frees b;
+ * NULL-tolerant. */
+static void reply_buffer(struct httpd_req *req, bool ok, const char *ctype, struct evbuffer *b)
+{
+	size_t len = ok ? evbuffer_get_length(b) : 0;
+	/* pullup makes the bytes contiguous (NULL if it cannot, or if empty). */
+	const char *body = len ? (const char *)evbuffer_pullup(b, -1) : "";
+
+	if (ok && body)
+		httpd_reply(req, 200, ctype, body, len);
+	else
+		fail(req, 500, "out of memory");
+	if (b)
+		evbuffer_free(b);
+}
+
 static int check_v2(struct core *c, struct httpd_req *req, const char *sig)
 {
 	const struct kvlist *a = &req->args;
@@ -116,15 +139,11 @@ static int check_v2(struct core *c, struct httpd_req *req, const char *sig)
 /* ts is decimal Unix seconds within window of now. */
 static bool timestamp_fresh(const char *ts, time_t now, int window)
 {
-	long long v = 0;
-	if (!*ts || strlen(ts) > 18)
+	uint64_t v;
+
+	if (rb_parse_decs(ts, INT64_MAX, &v) != RB_OK)
 		return false;
-	for (const char *p = ts; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return false;
-		v = v * 10 + (*p - '0');
-	}
-	return v >= (long long)now - window && v <= (long long)now + window;
+	return (int64_t)v >= (int64_t)now - window && (int64_t)v <= (int64_t)now + window;
 }
 
 /* Checks the signature per api_signature; on failure answers "signature
@@ -170,65 +189,6 @@ static bool signed_ok(struct core *c, struct httpd_req *req)
 	return false;
 }
 
-/* Strict non-negative integer in [min, max]: digits only. */
-static bool parse_int(const char *s, long min, long max, long *out)
-{
-	long v = 0;
-	if (!s || !*s || strlen(s) > 10)
-		return false;
-	for (const char *p = s; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return false;
-		v = v * 10 + (*p - '0');
-	}
-	if (v < min || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
-/* Collects member ids of a channel into a fresh array. */
-static uint64_t *members_of(struct core *c, const char *channel, size_t *n)
-{
-	const struct idmap *m = channels_members(c->channels, channel);
-	*n = 0;
-	if (!m || !m->len)
-		return NULL;
-	uint64_t *ids = malloc(m->len * sizeof(*ids)), id;
-	size_t i = 0;
-	void *val;
-	while (ids && idmap_next(m, &i, &id, &val))
-		ids[(*n)++] = id;
-	return ids;
-}
-
-struct strv {
-	char **v;
-	size_t n, cap;
-};
-
-static void strv_add(const char *str, void *arg)
-{
-	struct strv *sv = arg;
-	if (sv->n == sv->cap) {
-		size_t ncap = sv->cap ? sv->cap * 2 : 8;
-		char **nv = realloc(sv->v, ncap * sizeof(*nv));
-		if (!nv)
-			return;
-		sv->v = nv;
-		sv->cap = ncap;
-	}
-	if ((sv->v[sv->n] = strdup(str)))
-		sv->n++;
-}
-
-static void strv_free(struct strv *sv)
-{
-	for (size_t i = 0; i < sv->n; i++)
-		free(sv->v[i]);
-	free(sv->v);
-}
-
 /* A name for the log: at most 120 bytes, control characters as '?'. */
 static void log_name(const char *in, char out[128])
 {
@@ -266,13 +226,93 @@ static bool parse_timeout(const char *s, double *out)
 	return true;
 }
 
+/* ---- /send/: a push with legs (push.h) to a resolved target (route.h) ---- */
+
+struct send_call {
+	struct core *c;
+	struct httpd_req *req;
+	size_t n_remote;
+	struct push_leg remote[]; /* one per other node */
+};
+
+/* The receipt, as docs/rest-api.md says. Nobody acknowledged and nothing
+ * is kept for later: a timeout, which the original answered over HTTP 200
+ * ("status":1); 504 only under rest_status_codes = strict. Some
+ * acknowledged: "status":0, and "failed" says how many did not. */
+static void on_push_done(const struct push_result *r, void *arg)
+{
+	struct send_call *sc = arg;
+	struct core *c = sc->c;
+	bool none = r->acked == 0 && r->pending == 0 && r->total > 0;
+	json_t *j = json_pack("{s:i, s:I, s:I, s:I}", "status", none ? 1 : 0,
+			      "connections", (json_int_t)r->acked, "failed", (json_int_t)r->failed,
+			      "pending", (json_int_t)r->pending);
+	if (j && none)
+		json_object_set_new(j, "msg", json_string("timeout"));
+	json_t *data = r->data ? json_stringn((const char *)r->data, r->data_len) : NULL;
+	if (j && r->data && !data) {
+		/* Not UTF-8: JSON strings cannot hold it; give it in base64
+		 * (standard alphabet, padded, one line). An ACK payload is at
+		 * most max_message_size (1 GiB at most): it fits an int. */
+		char *enc = malloc((r->data_len + 2) / 3 * 4 + 1);
+		if (enc) {
+			EVP_EncodeBlock((unsigned char *)enc, r->data, (int)r->data_len);
+			json_object_set_new(j, "data_base64", json_string(enc));
+		}
+		free(enc);
+	}
+	if (j)
+		json_object_set_new(j, "data", data ? data : json_null());
+	else
+		json_decref(data);
+	reply_json(sc->req, none && strict_codes(c) ? 504 : 200, j);
+	free(sc);
+}
+
+static void send_qos0(struct core *c, struct httpd_req *req, const struct route_set *rs,
+		      const struct engine_push *em)
+{
+	/* At most once: the connections it was sent to here; other nodes get
+	 * it without a receipt. */
+	size_t sent = deliver_push(c, NULL, rs->conns, rs->n_conns, NULL, 0, 0, em->msgtype,
+				   em->payload, em->len);
+	for (size_t i = 0; i < rs->n_nodes; i++)
+		c->engine->ops->publish(c->engine, rs->nodes[i], em, NULL);
+	reply_json(req, 200, json_pack("{s:i, s:I}", "status", 0, "connections",
+				       (json_int_t)sent));
+}
+
+static void send_qos12(struct core *c, struct httpd_req *req, const struct route_set *rs,
+		       const struct engine_push *em)
+{
+	struct send_call *sc = calloc(1, sizeof(*sc) + rs->n_nodes * sizeof(sc->remote[0]));
+	struct push *p = sc ? push_new(c->pushes, c->base, em->timeout, on_push_done, sc) : NULL;
+	if (!p) {
+		free(sc);
+		fail(req, 503, "out of memory");
+		return;
+	}
+	sc->c = c;
+	sc->req = req;
+	sc->n_remote = rs->n_nodes;
+	deliver_push(c, p, rs->conns, rs->n_conns, rs->offline, rs->n_offline, em->qos,
+		     em->msgtype, em->payload, em->len);
+	/* Each other node is one leg: its receipt comes back as counts. */
+	for (size_t i = 0; i < rs->n_nodes; i++) {
+		push_leg_add(p, &sc->remote[i]);
+		if (c->engine->ops->publish(c->engine, rs->nodes[i], em, &sc->remote[i]) != RB_OK)
+			push_leg_done(&sc->remote[i], PUSH_FAILED, NULL, 0);
+	}
+	push_seal(p); /* may answer at once (and free sc) */
+}
+
 static void rest_send(struct core *c, struct httpd_req *req)
 {
 	const char *channel = kv_get(&req->args, "channel");
 	const char *identity = kv_get(&req->args, "identity");
 	const char *device = kv_get(&req->args, "device");
 	const char *v;
-	long qos = 2, msgtype = 1;
+	uint64_t qos = 2, msgtype = 1;
 	double timeout = 10;
 
 	if (strcmp(req->head.method, "GET") == 0) {
@@ -281,11 +321,11 @@ static void rest_send(struct core *c, struct httpd_req *req)
 		return;
 	}
 	/* The original's defaults: msgtype 1, qos 2, timeout 10. */
-	if ((v = kv_get(&req->args, "qos")) && !parse_int(v, 0, 2, &qos)) {
+	if ((v = kv_get(&req->args, "qos")) && rb_parse_decs(v, 2, &qos) != RB_OK) {
 		refuse(req, 400, "qos level error");
 		return;
 	}
-	if ((v = kv_get(&req->args, "msgtype")) && !parse_int(v, 0, 65535, &msgtype)) {
+	if ((v = kv_get(&req->args, "msgtype")) && rb_parse_decs(v, 65535, &msgtype) != RB_OK) {
 		params_error(req, "msgtype must be an integer in 0..65535");
 		return;
 	}
@@ -303,46 +343,44 @@ static void rest_send(struct core *c, struct httpd_req *req)
 		params_error(req, "give exactly one of channel, identity, device");
 		return;
 	}
-	uint64_t one, *ids = NULL;
-	size_t n = 0;
-	struct strv offline = { 0 };
-	if (identity || device) {
-		struct conn *cn = identity ? core_conn_by_identity(c, identity)
-					   : session_holder(c, device);
-		if (conn_reachable(cn)) {
-			one = cn->id;
-			n = 1;
-		} else if (device && session_offline(c, device)) {
-			if (qos)
-				strv_add(device, &offline);
-		} else {
-			refuse(req, 404, identity ? "no such connection" : "no such device");
-			return;
-		}
-	} else {
-		ids = members_of(c, channel, &n);
-		/* Sessions subscribed while offline get QoS 1/2 when back. */
-		if (qos)
-			db_offline_members(c->db, channel, strv_add, &offline);
+	struct target t = { channel ? TARGET_CHANNEL : identity ? TARGET_IDENTITY : TARGET_DEVICE,
+			    channel ? channel : identity ? identity : device };
+	struct route_set rs;
+	/* Sessions subscribed while offline get QoS 1/2 when back. */
+	if (route_resolve(c, &t, qos > 0, &rs) != RB_OK) {
+		fail(req, 503, "out of memory");
+		return;
+	}
+	if (!channel && !route_found(&rs)) {
+		refuse(req, 404, identity ? "no such connection" : "no such device");
+		route_set_free(&rs);
+		return;
 	}
 	char name[128];
-	log_name(channel ? channel : identity ? identity : device, name);
-	log_info("rest: push to %s \"%s\": qos %ld, msgtype %ld, %zu recipients (%zu offline)",
-		 channel ? "channel" : identity ? "identity" : "device", name, qos, msgtype,
-		 n + offline.n, offline.n);
-	if (channel && !n && !offline.n) {
+	log_name(t.name, name);
+	char nodes[48] = "";
+	if (rs.n_nodes)
+		snprintf(nodes, sizeof(nodes), ", %zu other nodes", rs.n_nodes);
+	log_info("rest: push to %s \"%s\": qos %u, msgtype %u, %zu recipients (%zu offline)%s",
+		 channel ? "channel" : identity ? "identity" : "device", name, (unsigned)qos,
+		 (unsigned)msgtype, rs.n_conns + rs.n_offline, rs.n_offline, nodes);
+	metric_inc(M_PUSHES);
+	if (channel && !route_found(&rs)) {
 		/* Nobody to deliver to is not an error: the original's answer. */
-		metric_inc(M_PUSHES);
 		const char *ans = qos ? "{\"status\":0,\"connections\":0,\"data\":\"\"}"
 				      : "{\"status\":0}";
 		core_reply(c, req, 200, NULL, ans, strlen(ans));
-		free(ids);
+		route_set_free(&rs);
 		return;
 	}
-	deliver_push(c, req, ids ? ids : &one, n, offline.v, offline.n, (uint8_t)qos,
-		     (uint16_t)msgtype, req->body, req->body_len, timeout);
-	free(ids);
-	strv_free(&offline);
+	struct engine_push em = { .channel = channel, .identity = identity, .device = device,
+				  .qos = (uint8_t)qos, .msgtype = (uint16_t)msgtype,
+				  .payload = req->body, .len = req->body_len, .timeout = timeout };
+	if (!qos)
+		send_qos0(c, req, &rs, &em);
+	else
+		send_qos12(c, req, &rs, &em);
+	route_set_free(&rs);
 }
 
 /* Parses the JSON object body of /sub/, /unsub/, /kick/; answers the error
@@ -380,7 +418,14 @@ static struct conn *body_conn(struct core *c, struct httpd_req *req, json_t *j, 
 		params_error(req, "identity (string) is required");
 		return NULL;
 	}
-	struct conn *cn = core_conn_by_identity(c, identity);
+	struct target t = { TARGET_IDENTITY, identity };
+	struct route_set rs;
+	struct conn *cn = NULL;
+	/* On another node the call is the engine's (the cluster); here only
+	 * connections of this node are acted on. */
+	if (route_resolve(c, &t, false, &rs) == RB_OK && rs.n_conns)
+		cn = core_conn(c, rs.conns[0]);
+	route_set_free(&rs);
 	if (!conn_reachable(cn)) {
 		if (unsub && !strict_codes(c))
 			reply_ok(req);
@@ -406,15 +451,24 @@ static void rest_sub(struct core *c, struct httpd_req *req, bool sub)
 		params_error(req, "occupy must be a boolean");
 	} else if ((cn = body_conn(c, req, j, !sub))) {
 		if (sub && json_is_true(occ)) {
-			/* Occupy: the channel becomes this connection's alone. */
-			size_t n;
-			uint64_t *ids = members_of(c, channel, &n);
-			for (size_t i = 0; i < n; i++) {
-				struct conn *other = core_conn(c, ids[i]);
-				if (other && other != cn)
-					conn_unsub(c, other, channel);
+			/* Occupy: the channel becomes this connection's alone,
+			 * here and (through the engine) on every other node. */
+			struct target t = { TARGET_CHANNEL, channel };
+			struct route_set rs;
+			if (route_resolve(c, &t, false, &rs) == RB_OK) {
+				for (size_t i = 0; i < rs.n_conns; i++) {
+					struct conn *other = core_conn(c, rs.conns[i]);
+					if (other && other != cn)
+						conn_unsub(c, other, channel);
+				}
+				if (rs.n_nodes) {
+					struct engine_op op = { .kind = ENGINE_OCCUPY,
+								.identity = cn->identity,
+								.channel = channel };
+					c->engine->ops->remote(c->engine, 0, &op, NULL, NULL);
+				}
+				route_set_free(&rs);
 			}
-			free(ids);
 			/* Offline sessions are members too: they leave as well. */
 			core_batch(c);
 			db_sub_evict(c->db, channel, cn->session ? cn->device_id : NULL);
@@ -453,16 +507,20 @@ static void rest_kick(struct core *c, struct httpd_req *req)
 
 static void add_presence(struct core *c, json_t *arr, const char *channel)
 {
-	size_t n;
-	uint64_t *ids = members_of(c, channel, &n);
-	for (size_t i = 0; i < n; i++) {
-		struct conn *cn = core_conn(c, ids[i]);
+	struct target t = { TARGET_CHANNEL, channel };
+	struct route_set rs;
+	if (route_resolve(c, &t, false, &rs) != RB_OK)
+		return;
+	for (size_t i = 0; i < rs.n_conns; i++) {
+		struct conn *cn = core_conn(c, rs.conns[i]);
 		if (cn)
 			json_array_append_new(arr, json_pack("{s:s, s:s?, s:s?}", "identity",
 							     cn->identity, "device", cn->device_id,
 							     "platform", cn->platform));
 	}
-	free(ids);
+	/* Members on other nodes come through the engine's presence (the
+	 * cluster); a single node has none. */
+	route_set_free(&rs);
 }
 
 static void add_channel(const char *name, size_t members, void *arg)
@@ -649,57 +707,28 @@ static void serverinfo(struct core *c, struct httpd_req *req)
 		return;
 	}
 	/* The HTML page of the original: one table per node (one node here). */
-	size_t cap = 4096, len = 0;
-	char *html = malloc(cap);
-	if (!html) {
-		json_decref(chans);
-		httpd_reply_error(req, 500, "out of memory");
-		return;
-	}
-	len += (size_t)snprintf(html, cap,
+	struct evbuffer *html = evbuffer_new();
+	bool ok = html && evbuffer_add_printf(html,
 		"<!doctype html><html><head><meta charset=\"utf-8\"><title>Rainbow</title>"
 		"</head><body><h1>%s</h1><p>%zu connections, %zu channels</p>"
 		"<table><tr><th>channel</th><th>connections</th></tr>",
-		server, c->n_open, channels_count(c->channels));
+		server, c->n_open, channels_count(c->channels)) >= 0;
 	size_t i;
 	json_t *row;
 	json_array_foreach(chans, i, row) {
-		const char *name = json_string_value(json_array_get(row, 0));
-		char esc[512];
-		size_t k = 0;
-		for (const char *p = name; *p && k < sizeof(esc) - 8; p++) {
-			const char *rep = *p == '<' ? "&lt;" : *p == '>' ? "&gt;" :
-					  *p == '&' ? "&amp;" : NULL;
-			if (rep) {
-				memcpy(esc + k, rep, strlen(rep));
-				k += strlen(rep);
-			} else {
-				esc[k++] = *p;
-			}
-		}
-		esc[k] = 0;
-		char line[700];
-		int n = snprintf(line, sizeof(line), "<tr><td>%s</td><td>%lld</td></tr>", esc,
-				 (long long)json_integer_value(json_array_get(row, 1)));
-		if (len + (size_t)n + 64 > cap) {
-			char *nh = realloc(html, cap * 2 + (size_t)n);
-			if (!nh)
-				break;
-			html = nh;
-			cap = cap * 2 + (size_t)n;
-		}
-		memcpy(html + len, line, (size_t)n);
-		len += (size_t)n;
+		char *esc = ok ? evhttp_htmlescape(json_string_value(json_array_get(row, 0))) : NULL;
+		ok = esc && evbuffer_add_printf(html, "<tr><td>%s</td><td>%lld</td></tr>", esc,
+			(long long)json_integer_value(json_array_get(row, 1))) >= 0;
+		free(esc);
 	}
-	len += (size_t)snprintf(html + len, cap - len, "</table></body></html>");
-	httpd_reply(req, 200, "text/html; charset=utf-8", html, len);
-	free(html);
+	ok = ok && evbuffer_add_printf(html, "</table></body></html>") >= 0;
 	json_decref(chans);
+	reply_buffer(req, ok, "text/html; charset=utf-8", html);
 }
 
 static void metrics_text(struct core *c, struct httpd_req *req)
 {
-	size_t depth = 0, i = 0, len;
+	size_t depth = 0, i = 0;
 	uint64_t id;
 	void *val;
 	while (idmap_next(&c->conns, &i, &id, &val))
@@ -715,14 +744,25 @@ static void metrics_text(struct core *c, struct httpd_req *req)
 		.backend_pending = backend_pending(c->backend) + backend_pending(c->hook_backend),
 		.extra = routes,
 	};
-	char *out = metrics_render(&g, &len);
+	struct evbuffer *out = evbuffer_new();
+	bool ok = out && metrics_render(&g, out) == RB_OK;
+	/* The queues between the threads and the outputs held for a COMMIT. */
+	ok = ok && evbuffer_add_printf(out,
+		"# HELP rainbow_seam_queue_depth Messages queued between the edge and core threads, not yet drained\n"
+		"# TYPE rainbow_seam_queue_depth gauge\n"
+		"rainbow_seam_queue_depth{queue=\"edge_to_core\"} %zu\n"
+		"rainbow_seam_queue_depth{queue=\"core_to_edge\"} %zu\n"
+		"# HELP rainbow_seam_queue_depth_max Deepest each seam queue has been since start\n"
+		"# TYPE rainbow_seam_queue_depth_max gauge\n"
+		"rainbow_seam_queue_depth_max{queue=\"edge_to_core\"} %zu\n"
+		"rainbow_seam_queue_depth_max{queue=\"core_to_edge\"} %zu\n"
+		"# HELP rainbow_commit_held Outputs held until the open batch commits\n"
+		"# TYPE rainbow_commit_held gauge\n"
+		"rainbow_commit_held %zu\n",
+		xq_depth(c->inbox), xq_depth(c->to_edge), xq_depth_max(c->inbox),
+		xq_depth_max(c->to_edge), commit_held(c->commit)) >= 0;
 	free(routes);
-	if (!out) {
-		fail(req, 500, "out of memory");
-		return;
-	}
-	httpd_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", out, len);
-	free(out);
+	reply_buffer(req, ok, "text/plain; version=0.0.4; charset=utf-8", out);
 }
 
 static void list_channels(struct core *c, struct httpd_req *req, bool presence)

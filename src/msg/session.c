@@ -16,6 +16,7 @@
 #include "src/base/log.h"
 #include "src/base/metrics.h"
 #include "src/base/strmap.h"
+#include "src/base/timeutil.h"
 #include "storage/db.h"
 #include "storage/qos_store.h"
 
@@ -65,9 +66,7 @@ int session_init(struct core *c, char *err, size_t errlen)
 			 "%zu undelivered, %zu QoS 2 replies", path, conf->durability, n.sessions,
 			 n.subscriptions, n.deliveries, n.upstream);
 	double every = conf->session_expiry / 4 < 60 ? conf->session_expiry / 4 : 60;
-	struct timeval tv = { (time_t)every, (suseconds_t)((every - (double)(time_t)every) * 1e6) };
-	if (tv.tv_sec == 0 && tv.tv_usec < 100000)
-		tv.tv_usec = 100000;
+	struct timeval tv = tv_from_seconds(every < 0.1 ? 0.1 : every);
 	event_add(c->expire_timer, &tv);
 	on_expire(-1, 0, c);
 	return RB_OK;

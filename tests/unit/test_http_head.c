@@ -190,6 +190,38 @@ static void test_reason(void **state)
 	assert_string_equal(http_reason(299), "Unknown");
 }
 
+/* The one comma-list scanner: header_has_token and header_last_token_is. */
+static void test_token_lists(void **state)
+{
+	const char *p = " gzip ,, \tChunked\t,", *t;
+	size_t len;
+
+	assert_true(header_next_token(&p, &t, &len));
+	assert_int_equal(len, 4);
+	assert_memory_equal(t, "gzip", 4);
+	assert_true(header_next_token(&p, &t, &len));
+	assert_int_equal(len, 7);
+	assert_memory_equal(t, "Chunked", 7);
+	assert_false(header_next_token(&p, &t, &len));
+	assert_false(header_next_token(&p, &t, &len)); /* stays at the end */
+
+	assert_true(header_has_token("keep-alive, Upgrade", "upgrade"));
+	assert_true(header_has_token("Upgrade", "UPGRADE"));
+	assert_false(header_has_token("Upgraded, xupgrade", "upgrade"));
+	assert_false(header_has_token("up grade", "upgrade"));
+	assert_false(header_has_token("", "close"));
+	assert_false(header_has_token(" , ,", "close"));
+	assert_false(header_has_token(NULL, "close"));
+	assert_false(header_has_token("close", ""));
+
+	assert_true(header_last_token_is("chunked", "chunked"));
+	assert_true(header_last_token_is("gzip, CHUNKED , ", "chunked"));
+	assert_false(header_last_token_is("chunked, gzip", "chunked"));
+	assert_false(header_last_token_is("", "chunked"));
+	assert_false(header_last_token_is(" ,", "chunked"));
+	assert_false(header_last_token_is(NULL, "chunked"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -199,6 +231,7 @@ int main(void)
 		cmocka_unit_test(test_refuses_what_others_read_differently),
 		cmocka_unit_test(test_body_framing),
 		cmocka_unit_test(test_reason),
+		cmocka_unit_test(test_token_lists),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

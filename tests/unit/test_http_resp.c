@@ -156,6 +156,39 @@ static void test_chunked_errors(void **state)
 	assert_int_equal(feed(f, big), RB_EAGAIN);
 	assert_int_equal(feed(f, "0"), RB_EPROTO);
 	assert_string_equal(f->p.errmsg, "chunk size line too long");
+
+	/* The same line arriving whole is refused too (found by fuzzing: the
+	 * answer used to depend on how the bytes were split); 1024 bytes and
+	 * its CRLF, arriving whole or byte by byte, are accepted. */
+	char line[HTTP_RESP_MAX_CHUNK_LINE + 1];
+	for (int len = HTTP_RESP_MAX_CHUNK_LINE; len <= HTTP_RESP_MAX_CHUNK_LINE + 1; len++) {
+		for (int bytewise = 0; bytewise < 2; bytewise++) {
+			char msg[HTTP_RESP_MAX_CHUNK_LINE + 128];
+			memset(line, 'a', sizeof(line));
+			line[0] = '1';
+			line[1] = ';';
+			line[len] = '\0';
+			int m = snprintf(msg, sizeof(msg), "HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+					 "chunked\r\n\r\n%s\r\nx\r\n0\r\n\r\n", line);
+			http_resp_reset(&f->p);
+			evbuffer_drain(f->in, evbuffer_get_length(f->in));
+			int rc = RB_EAGAIN;
+			if (bytewise) {
+				for (int i = 0; i < m && rc == RB_EAGAIN; i++) {
+					char one[2] = { msg[i], 0 };
+					rc = feed(f, one);
+				}
+			} else {
+				rc = feed(f, msg);
+			}
+			if (len > HTTP_RESP_MAX_CHUNK_LINE) {
+				assert_int_equal(rc, RB_EPROTO);
+				assert_string_equal(f->p.errmsg, "chunk size line too long");
+			} else {
+				assert_int_equal(rc, RB_OK);
+			}
+		}
+	}
 }
 
 static void test_content_length(void **state)
