@@ -1,7 +1,8 @@
-# Rainbow gateway build.  Targets: all run serve test unit integration bench asan tsan clean
-# deps install uninstall
+# Rainbow gateway build.  Targets: all run serve test unit integration bench asan tsan fuzz
+# clean deps install uninstall
 # Quiet unless V=1.  SANITIZER=address|undefined|thread selects a sanitizer build
-# (its own build directory, so objects never mix).
+# (its own build directory, so objects never mix).  make fuzz [FUZZ_SECONDS=60]
+# [FUZZ_TARGETS=...]: the libFuzzer targets of tests/fuzz/ (clang, build-fuzz/).
 
 PKGS      := libwebsockets libevent jansson inih sqlite3 openssl
 PY        := /usr/bin/python3
@@ -50,7 +51,7 @@ SERVER    := $(BUILD)/rainbow-server
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run serve test layers unit integration bench asan tsan clean deps install uninstall
+.PHONY: all run serve test layers unit integration bench asan tsan fuzz clean deps install uninstall
 .SECONDARY:
 all: $(SERVER)
 
@@ -71,6 +72,56 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# fuzz: each libFuzzer target in tests/fuzz/ (see its README.md), built with
+# clang, ASan and UBSan (any report aborts) in $(FUZZ_BUILD)/, linking only
+# the modules it exercises, then run for FUZZ_SECONDS from a copy of its seed
+# corpus (the committed one never changes). Every target runs; fails if any
+# found a crash, leak, timeout or sanitizer report (the input is kept in
+# $(FUZZ_BUILD)/artifacts/<target>/, the whole log in $(FUZZ_BUILD)/<target>.log).
+# FUZZ_ARGS adds libFuzzer options.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_ALL     := packet http_head http_resp
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(FUZZ_SAN) -MMD -MP -I. \
+                $(shell pkg-config --cflags libevent 2>/dev/null)
+FUZZ_SRC_packet    := protocol/packet.c protocol/rb.c
+FUZZ_SRC_http_head := src/http/http_head.c protocol/rb.c
+FUZZ_SRC_http_resp := src/http/http_resp.c src/http/http_head.c protocol/rb.c
+FUZZ_LIBS_http_resp = $(shell pkg-config --libs libevent 2>/dev/null)
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CLANG   $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+define FUZZ_LINK
+$(FUZZ_BUILD)/fuzz_$(1): $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_$(1).o $(FUZZ_SRC_$(1):%.c=$(FUZZ_BUILD)/obj/%.o)
+	@$$(if $$(Q),echo "  LINK    $$@")
+	$$(Q)$$(FUZZ_CC) $$(FUZZ_SAN) -o $$@ $$^ $$(FUZZ_LIBS_$(1))
+endef
+$(foreach t,$(FUZZ_ALL),$(eval $(call FUZZ_LINK,$(t))))
+
+fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+	$(Q)fail=0; for t in $(FUZZ_TARGETS); do \
+		c=$(FUZZ_BUILD)/corpus/$$t; a=$(FUZZ_BUILD)/artifacts/$$t; \
+		log=$(FUZZ_BUILD)/$$t.log; dict=; \
+		[ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+		rm -rf $$c $$a && mkdir -p $$c $$a && cp tests/fuzz/corpus/$$t/* $$c/; \
+		echo "== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
+		if $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+			-print_final_stats=1 -artifact_prefix=$$a/ $$dict $(FUZZ_ARGS) \
+			$$c >$$log 2>&1; then \
+			grep -E '^#[0-9]+[[:space:]]+DONE|^Done|^stat::average_exec_per_sec' $$log; \
+		else \
+			fail=1; tail -n 60 $$log; echo "fuzz_$$t FAILED; input(s):"; \
+			ls -l $$a; \
+		fi; \
+	done; exit $$fail
 
 # Installs missing Debian packages (no-op when all are present).
 deps:
@@ -120,7 +171,7 @@ tsan:
 	$(Q)$(MAKE) --no-print-directory SANITIZER=thread unit integration
 
 clean:
-	rm -rf build build-address build-thread build-undefined
+	rm -rf build build-address build-thread build-undefined build-fuzz
 
 # make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]
 #   $(PREFIX)/bin/rainbow-server
@@ -151,3 +202,4 @@ uninstall:
 	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
