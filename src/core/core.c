@@ -26,6 +26,7 @@
 #include "src/base/log.h"
 #include "src/base/metrics.h"
 #include "src/base/rbuf.h"
+#include "src/base/timeutil.h"
 #include "src/edge/seam.h"
 #include "storage/qos_store.h"
 
@@ -204,8 +205,7 @@ static struct conn *conn_new(struct core *c, uint64_t id)
 			free(cn);
 			return NULL;
 		}
-		for (size_t i = 0; i < sizeof(rnd); i++)
-			snprintf(cn->identity + 2 * i, 3, "%02x", rnd[i]);
+		rb_hex(rnd, sizeof(rnd), cn->identity);
 		key = identity_key(cn->identity);
 	} while (!key || idmap_get(&c->by_identity, key));
 	if (idmap_put(&c->conns, id, cn) != RB_OK) {
@@ -314,9 +314,11 @@ void core_refuse(struct core *c, struct conn *cn, int status, const char *msg)
 		core_close_conn(c, cn->id, status == 401 ? 4401 : 4503, msg);
 		return; /* freed when the edge reports it closed */
 	}
-	char body[256];
-	snprintf(body, sizeof(body), "{\"status\":1,\"msg\":\"%s\"}", msg);
-	door_refuse(cn->fd, cn->head_len, status, body);
+	json_t *j = json_pack("{s:i, s:s}", "status", 1, "msg", msg);
+	char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	door_refuse(cn->fd, cn->head_len, status, body ? body : "{\"status\":1}");
+	free(body);
+	json_decref(j);
 	cn->fd = -1;
 	conn_free(c, cn);
 }
@@ -576,9 +578,7 @@ static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
 
 static void arm_stop_timer(struct core *c)
 {
-	struct timeval tv = { (time_t)c->conf->shutdown_grace,
-			      (suseconds_t)((c->conf->shutdown_grace -
-					     (double)(time_t)c->conf->shutdown_grace) * 1e6) };
+	struct timeval tv = tv_from_seconds(c->conf->shutdown_grace);
 	evtimer_add(c->stop_timer, &tv);
 }
 
@@ -642,9 +642,7 @@ struct core *core_new(struct conf *conf, const struct core_app *app)
 		goto fail;
 	/* Every delivery waits the same retry_interval: a common timeout
 	 * keeps 10,000 such timers O(1) each instead of a heap of them. */
-	struct timeval rtv = { (time_t)conf->retry_interval,
-			       (suseconds_t)((conf->retry_interval -
-					      (double)(time_t)conf->retry_interval) * 1e6) };
+	struct timeval rtv = tv_from_seconds(conf->retry_interval);
 	c->retry_tv = event_base_init_common_timeout(c->base, &rtv);
 	if (!c->retry_tv)
 		goto fail;
