@@ -75,8 +75,9 @@ struct qos_store_ops {
 	int (*begin)(struct qos_store *s);
 	int (*commit)(struct qos_store *s);
 	int (*rollback)(struct qos_store *s);
-	/* Forget every entry of key, both directions (its connection or
-	 * session ended). */
+	/* Forget every entry of key, both directions (its connection
+	 * ended). The SQLite store ignores it: a session's rows outlive its
+	 * connections and go with db_session_delete (expiry). */
 	void (*drop_key)(struct qos_store *s, const char *key);
 	/* Number of (key, msgid) entries held. */
 	size_t (*count)(struct qos_store *s);

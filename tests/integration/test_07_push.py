@@ -271,8 +271,8 @@ def test_push_qos0_exact_bytes(gateway, backend, raise_nofile, n):
 
 @pytest.mark.parametrize("n", [1, 3, 500])
 def test_push_qos1_exact_bytes_and_acks(gateway, backend, raise_nofile, n):
-    """n = 500 is also the fan-out case: all 500 ACK, connections = 500 within
-    the call's timeout."""
+    """n = 500 is also the fan-out case: all 500 ACK, connections = 500, and
+    the call answers on the last ACK, not at its timeout."""
     backend.rules(channel_rule("c"))
     gw = gateway()
     replies = [b'{"ack":%d}' % i for i in range(n)]
@@ -287,7 +287,7 @@ def test_push_qos1_exact_bytes_and_acks(gateway, backend, raise_nofile, n):
         members = await open_many(gw, n)
         assert len(gw.presence("c")) == n
         t0 = time.monotonic()
-        call = start_push(gw, {"channel": "c", "msgtype": MSGTYPE, "qos": 1, "timeout": 5})
+        call = start_push(gw, {"channel": "c", "msgtype": MSGTYPE, "qos": 1, "timeout": 30})
         await asyncio.gather(*[member(m, rp) for m, rp in zip(members, replies)])
         r = await call
         elapsed = time.monotonic() - t0
@@ -297,7 +297,12 @@ def test_push_qos1_exact_bytes_and_acks(gateway, backend, raise_nofile, n):
         assert r.json == acked_answer(n, r.json["data"]), r.json
         if n == 1:
             assert r.json["data"] == '{"ack":0}'
-        assert elapsed < 5, "answered after %.1f s, past the call's timeout" % elapsed
+        # Contract: the call returns once every recipient acknowledged. A call
+        # sitting out its timeout would answer after 30 s; the margin (the
+        # acknowledgements themselves take well under 1 s) is for a loaded
+        # machine.
+        print("answered %.2f s after the call" % elapsed)
+        assert elapsed < 30, "answered after %.1f s: sat out the call's timeout" % elapsed
         await quiet(members, 0.3)   # acknowledged: no retransmission
         await asyncio.gather(*[m.close() for m in members])
     run(body(), timeout=90)
@@ -409,8 +414,16 @@ def test_push_ack_payload_not_utf8(gateway, backend):
 # ---------------------------------------------------------------- retransmission
 
 def test_qos1_retransmitted_with_dup_until_timeout(gateway, backend):
+    """docs/rest-api.md Retransmission: an unacknowledged QoS 1 SEND is sent
+    again with DUP=1 (same msgid, same bytes otherwise) every retry_interval
+    until acknowledged (a: never again) or the call's timeout (b: none after
+    the call returned). Ordering, not timing, decides "after": a QoS 0 marker
+    pushed once the call returned reaches each connection after everything
+    sent to it before (one ordered WebSocket stream)."""
     backend.rules(channel_rule("rt"))
-    gw = gateway(retry_interval=0.5)
+    retry, timeout = 0.5, 2
+    gw = gateway(retry_interval=retry)
+    marker = rb.send(MSGTYPE + 1, b"marker")
 
     async def body():
         a = await Client.open(gw)
@@ -418,31 +431,45 @@ def test_qos1_retransmitted_with_dup_until_timeout(gateway, backend):
         ca = Collector(a, auto=True, reply=b"a-ok")
         cb = Collector(b)              # never acknowledges
         t0 = time.monotonic()
-        r = await push(gw, {"channel": "rt", "msgtype": MSGTYPE, "qos": 1, "timeout": 2})
-        answered = time.monotonic()
+        r = await push(gw, {"channel": "rt", "msgtype": MSGTYPE, "qos": 1, "timeout": timeout})
+        answered = time.monotonic() - t0
         assert (r.status, r.json) == (200, acked_answer(1, "a-ok", failed=1))
-        assert answered - t0 >= 1.8, "answered after %.2f s, before the 2 s timeout" % (
-            answered - t0)
-        await asyncio.sleep(1.5)       # the window in which nothing more may come
+        # Contract: b never acknowledges, so the call answers at its timeout:
+        # not before (a loaded machine only makes it later; 0.2 s for the
+        # timer's rounding), and by it (margin 10 s for a loaded machine, as
+        # the HTTP client's own timeout).
+        print("answered %.2f s after the call (timeout %g s)" % (answered, timeout))
+        assert answered >= timeout - 0.2, "answered after %.2f s, before the %g s timeout" % (
+            answered, timeout)
+        assert answered < timeout + 10, "answered after %.2f s" % answered
+        r = await push(gw, {"channel": "rt", "msgtype": MSGTYPE + 1, "qos": 0}, b"marker")
+        assert (r.status, r.json) == (200, qos0_answer(2)), (r.status, r.json)
+        for c in (ca, cb):
+            await rb.await_until(lambda: marker in c.data() or c.closed, 5, what="the marker")
         await ca.stop()
         await cb.stop()
-        assert len(ca.frames) == 1, [m.hex() for m in ca.data()]
+        # Nothing after the marker either: 3 retry intervals of quiet.
+        await quiet([a, b], 3 * retry)
+
+        # a acknowledged the first copy: never sent again.
+        assert len(ca.frames) == 2 and ca.frames[1][1] == marker, [m.hex() for m in ca.data()]
         check_send(ca.frames[0][1], 1)
-        frames = cb.frames
-        assert frames, "b got nothing"
-        mid = check_send(frames[0][1], 1)
+        frames = cb.data()
+        assert frames[-1] == marker, [m.hex() for m in frames]
+        mid = check_send(frames[0], 1)
         dup = rb.send(MSGTYPE, PAYLOAD, qos=1, msgid=mid, dup=True)
         assert dup[0] == 0x1A
-        for t, m in frames[1:]:
+        copies = frames[1:-1]       # everything b got before the call returned
+        assert copies, "no retransmission within the %g s timeout (retry_interval %g)" % (
+            timeout, retry)
+        for m in copies:
             assert m == dup, "got %s, want the DUP %s" % (m.hex(), dup.hex())
-        times = [t for t, _ in frames]
-        n_dup = len(frames) - 1
-        assert n_dup >= 2, "%d retransmission(s) in 2 s with retry_interval 0.5" % n_dup
-        assert n_dup <= 6, "%d retransmissions in 2 s with retry_interval 0.5" % n_dup
-        gaps = [y - x for x, y in zip(times, times[1:])]
-        assert min(gaps) >= 0.25, "retransmitted %.2f s after the previous copy" % min(gaps)
-        late = [t - answered for t in times if t > answered + 0.2]
-        assert not late, "frames %r s after the answer" % late
+        # At most one copy per retry_interval within the timeout. A loaded
+        # machine only delays retransmissions (the retry timer is re-armed
+        # after each one), so it can make fewer, never more.
+        assert len(copies) <= timeout / retry, "%d retransmissions in %g s, retry_interval %g" % (
+            len(copies), timeout, retry)
+        print("%d retransmission(s) before the timeout" % len(copies))
         await a.close()
         await b.close()
     run(body())
@@ -465,7 +492,12 @@ def test_qos1_nobody_acks_is_timeout(gateway, backend, codes):
         want = {"status": 1, "msg": "timeout", "connections": 0, "failed": 2, "pending": 0}
         assert {k: v for k, v in r.json.items() if k != "data"} == want, r.json
         assert r.json.get("data") is None, r.json   # docs: null when none arrived
-        assert 0.9 <= elapsed < 5, elapsed
+        # Contract: nobody acknowledges, so the call answers at its timeout
+        # (1 s): not before it (a loaded machine only makes it later; 0.1 s for
+        # the timer's rounding), and by it (margin 10 s for a loaded machine,
+        # as the HTTP client's own timeout).
+        print("answered %.2f s after the call (timeout 1 s)" % elapsed)
+        assert 0.9 <= elapsed < 11, elapsed
         for c in cs:
             await c.stop()
             assert len(c.frames) >= 1
@@ -511,12 +543,17 @@ def test_max_inflight_messages(gateway, backend):
         first = start_push(gw, q, b'{"n":1}')
         check_send(await a.recv(), 1, b'{"n":1}')   # in flight, never acknowledged
         t0 = time.monotonic()
-        r = await push(gw, q, b'{"n":2}')
+        r = await push(gw, dict(q, timeout=30), b'{"n":2}')
         elapsed = time.monotonic() - t0
         assert r.status == 504, (r.status, r.json)
         assert {k: v for k, v in r.json.items() if k != "data"} == {
             "status": 1, "msg": "timeout", "connections": 0, "failed": 1, "pending": 0}, r.json
-        assert elapsed < 2, "over-limit push waited %.1f s instead of failing" % elapsed
+        # Contract: over the limit, the recipient fails at once. Waiting would
+        # answer at the earliest after 3 s (when the first push's timeout frees
+        # the slot), at the latest after this call's 30 s timeout; below 3 s
+        # is the margin for a loaded machine.
+        print("over-limit push answered after %.2f s" % elapsed)
+        assert elapsed < 3, "over-limit push waited %.1f s instead of failing" % elapsed
         await a.expect_no_frame(0.3)                # the second was never sent
         r = await first
         assert r.status == 504 and r.json.get("failed") == 1, (r.status, r.json)
