@@ -13,6 +13,7 @@
 #include "src/msg/forward.h"
 #include "src/msg/guard.h"
 #include "src/msg/hooks.h"
+#include "src/msg/membership.h"
 #include "src/msg/nonce.h"
 #include "src/msg/push.h"
 #include "src/msg/rest.h"

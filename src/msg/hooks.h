@@ -37,13 +37,4 @@ void hooks_close(struct core *c, struct conn *cn);
 void hooks_apply_response(struct core *c, struct conn *cn,
 			  const struct backend_response *resp);
 
-/* Subscribe / unsubscribe cn to a channel, keeping both indexes in step
- * and its session (if any) up to date. Return true when membership
- * changed. */
-bool conn_sub(struct core *c, struct conn *cn, const char *channel);
-bool conn_unsub(struct core *c, struct conn *cn, const char *channel);
-/* Join / leave in memory only (restoring a session; closing). */
-bool conn_join(struct core *c, struct conn *cn, const char *channel);
-bool conn_leave(struct core *c, struct conn *cn, const char *channel);
-
 #endif

@@ -27,7 +27,7 @@
 #include "src/msg/deliver.h"
 #include "src/msg/engine.h"
 #include "src/msg/guard.h"
-#include "src/msg/hooks.h"
+#include "src/msg/membership.h"
 #include "src/msg/nonce.h"
 #include "src/msg/push.h"
 #include "src/msg/route.h"

@@ -12,7 +12,7 @@
 #include "src/base/conf.h"
 #include "src/core/commit.h"
 #include "src/core/core.h"
-#include "src/msg/hooks.h"
+#include "src/msg/membership.h"
 #include "src/base/log.h"
 #include "src/base/metrics.h"
 #include "src/base/strmap.h"
