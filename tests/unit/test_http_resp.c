@@ -160,7 +160,7 @@ static void test_chunked_errors(void **state)
 	/* The same line arriving whole is refused too (found by fuzzing: the
 	 * answer used to depend on how the bytes were split); 1024 bytes and
 	 * its CRLF, arriving whole or byte by byte, are accepted. */
-	char line[HTTP_RESP_MAX_CHUNK_LINE + 1];
+	char line[HTTP_RESP_MAX_CHUNK_LINE + 2];
 	for (int len = HTTP_RESP_MAX_CHUNK_LINE; len <= HTTP_RESP_MAX_CHUNK_LINE + 1; len++) {
 		for (int bytewise = 0; bytewise < 2; bytewise++) {
 			char msg[HTTP_RESP_MAX_CHUNK_LINE + 128];
