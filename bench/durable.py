@@ -24,148 +24,43 @@ the benchmark could not run (gateway did not start, client could not connect).
 Everything listens on / connects to 127.0.0.1 only and stops by itself.
 
 Python stdlib only: the HTTP connections and the WebSocket client are small
-asyncio Protocols written here.  A first version on asyncio streams and the
-websockets library needed about 55 us of client CPU per QoS 2 message and
-used ~90% of a core; these Protocols need about 32-42 us, which matters on this
-2-core machine where the client shares the CPU with the gateway.  Usage:
+asyncio Protocols written here and in bench/benchlib.py.  A first version on
+asyncio streams and the websockets library needed about 55 us of client CPU
+per QoS 2 message and used ~90% of a core; these Protocols need about 32-42 us,
+which matters on this 2-core machine where the client shares the CPU with the
+gateway.  Usage:
     bench/durable.py --qos 1 --durability normal [--conns 64] [--duration 8]
 """
 import argparse
 import asyncio
-import base64
-import hashlib
 import json
 import os
-import resource
-import secrets
 import shutil
-import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "benchtoken"
+import benchlib
+from benchlib import (ACK, COM, REC, REL, SEND, TOKEN, Signer, WsClient, default_bin, log,
+                      machine_cores, machine_cpu, percentile, proc_cpu, self_cpu, thread_cpu)
+
 DEVICE = "bench1"
 BODY = bytes((i * 7 + 1) & 0xFF for i in range(100))   # 100-byte payload
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Packet first bytes (PROTOCOL.md A.2): cmd << 4 | dup << 3 | qos << 1.
-SEND, ACK, REC, REL, COM, HELLO = 1, 2, 3, 4, 5, 7
 ACK0, REC0, COM0 = bytes([ACK << 4]), bytes([REC << 4]), bytes([COM << 4])
-
-
-def log(*a):
-    print(*a, flush=True)
-
-
-# ------------------------------------------------------------------ helpers
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sign_v1(token, timestamp, nonce):
-    """A.6: sha1_hex(concat(sorted([token, timestamp, nonce])))."""
-    return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
-
-
-class Signer:
-    """Signed query suffix, recomputed once per second (v1 has no replay check;
-    the timestamp just has to be inside signature_window)."""
-
-    def __init__(self, token):
-        self.token = token
-        self.sec = None
-        self.suffix = ""
-
-    def query(self):
-        sec = int(time.time())
-        if sec != self.sec:
-            ts, nonce = str(sec), secrets.token_hex(8)
-            self.suffix = "&timestamp=%s&nonce=%s&signature=%s" % (
-                ts, nonce, sign_v1(self.token, ts, nonce))
-            self.sec = sec
-        return self.suffix
-
-
-def proc_cpu(pid):
-    """utime + stime of a process (all its threads), seconds; None if gone."""
-    try:
-        f = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def thread_cpu(pid):
-    """{tid: cpu seconds} for each thread of pid."""
-    out = {}
-    try:
-        tids = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return out
-    for t in tids:
-        try:
-            f = Path("/proc/%d/task/%s/stat" % (pid, t)).read_text().rsplit(")", 1)[1].split()
-            out[int(t)] = (int(f[11]) + int(f[12])) / CLK_TCK
-        except (OSError, IndexError, ValueError):
-            pass
-    return out
-
-
-def machine_cpu():
-    """(busy, steal, total) jiffies of all CPUs from /proc/stat."""
-    try:
-        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = f[3] + (f[4] if len(f) > 4 else 0)          # idle + iowait
-    steal = f[7] if len(f) > 7 else 0
-    total = sum(f[:8])
-    return total - idle - steal, steal, total
-
-
-def self_cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def percentile(sorted_vals, p):
-    if not sorted_vals:
-        return float("nan")
-    k = min(len(sorted_vals) - 1, max(0, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
-    return sorted_vals[k]
-
-
-def die_with_parent():
-    """preexec_fn: the gateway gets SIGKILL if this script dies."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 # ------------------------------------------------------------------ gateway
 
-class Gateway:
+class Gateway(benchlib.Gateway):
     def __init__(self, binary, tmp, durability, inflight, log_level):
-        self.binary = binary
-        self.tmp = Path(tmp)
-        self.port = free_port()
+        super().__init__(binary, tmp, "bench.ini")
         self.data_dir = self.tmp / "data"
         self.db_path = self.data_dir / "rainbow.db"
-        self.log_path = self.tmp / "gateway.log"
-        self.conf = self.tmp / "bench.ini"
-        opts = {
+        self.write_conf({
             "port": self.port, "bind": "127.0.0.1", "api_port": 0,
             "data_dir": self.data_dir, "log_level": log_level, "log_file": "",
             "security_token": TOKEN, "api_signature": "v1",
@@ -173,71 +68,7 @@ class Gateway:
             "heartbeat": 0, "durability": durability,
             "max_inflight_messages": inflight, "retry_interval": 5,
             "shutdown_grace": 2, "max_connections": 1000,
-        }
-        self.conf.write_text("; generated by bench/durable.py\n[main]\n" + "".join(
-            "%s = %s\n" % (k, v) for k, v in opts.items()))
-        self.proc = None
-
-    def start(self, timeout=10.0):
-        self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.binary, "-f", str(self.conf)], cwd=str(self.tmp),
-                                     stdout=self.logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("gateway exited with %s during start:\n%s" % (
-                    self.proc.returncode, self.log_tail()))
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/hello/" % self.port,
-                                            timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("gateway not ready within %.0f s:\n%s" % (timeout, self.log_tail()))
-
-    def metrics(self):
-        """{sample line name: value} of GET /metrics (best effort)."""
-        out = {}
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port,
-                                        timeout=3) as r:
-                for line in r.read().decode().splitlines():
-                    if line and not line.startswith("#"):
-                        k, _, v = line.rpartition(" ")
-                        out[k] = float(v)
-        except (OSError, ValueError):
-            pass
-        return out
-
-    def stop(self, timeout=15.0):
-        """SIGTERM and wait; SIGKILL after timeout. Returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                log("  WARNING: gateway did not exit within %.0f s of SIGTERM; killed" % timeout)
-        self.logf.close()
-        return self.proc.returncode
-
-    def log_text(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, n=30):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        }, "bench/durable.py")
 
     def db_counts(self):
         con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=5)
@@ -250,152 +81,39 @@ class Gateway:
 
 # ------------------------------------------------------------------ session client
 
-class Device(asyncio.Protocol):
+class Device(WsClient):
     """One rainbow.v2 session client answering every push at once (QoS 1:
-    ACK; QoS 2: REC, then COM on REL).  A minimal hand-rolled RFC 6455 client
-    on an asyncio Protocol: every frame that arrived in one read is answered
-    with one write, which keeps the Python side cheap."""
-
-    GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    ACK; QoS 2: REC, then COM on REL).  Every packet that arrived in one read
+    is answered with one write, which keeps the Python side cheap."""
 
     def __init__(self):
+        super().__init__(path=b"/connect/?X-DEVICEID=" + DEVICE.encode())
         self.sends = 0
         self.rels = 0
         self.other = 0
         self.last_frame = time.monotonic()
-        self.closed = None
-        self.buf = bytearray()
-        self.upgraded = False
-        self.frag = None
-        self.mask = os.urandom(4)
-        self.hello = None
-        self.closing = False
 
-    async def open(self, port, timeout=10):
-        loop = asyncio.get_running_loop()
-        self.ready = loop.create_future()
-        self.key = base64.b64encode(os.urandom(16))
-        self.transport, _ = await loop.create_connection(lambda: self, "127.0.0.1", port)
-        self.transport.get_extra_info("socket").setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.transport.write(
-            b"GET /connect/?X-DEVICEID=" + DEVICE.encode() + b" HTTP/1.1\r\n"
-            b"Host: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-            b"Sec-WebSocket-Protocol: rainbow.v2\r\n\r\n" % (port, self.key))
-        await asyncio.wait_for(self.ready, timeout)
-
-    def frame(self, payload):
-        """A masked binary frame (payloads here are < 126 bytes)."""
-        k = self.mask
-        return bytes((0x82, 0x80 | len(payload))) + k + bytes(
-            b ^ k[i & 3] for i, b in enumerate(payload))
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def connection_lost(self, exc):
-        if self.closed is None and not self.closing:
-            self.closed = "connection lost (%s)" % (exc or "EOF")
-        if not self.ready.done():
-            self.ready.set_exception(RuntimeError("closed during handshake: %r"
-                                                  % bytes(self.buf[:200])))
-
-    def data_received(self, data):
-        self.buf += data
-        if not self.upgraded:
-            i = self.buf.find(b"\r\n\r\n")
-            if i < 0:
-                return
-            head = bytes(self.buf[:i]).decode("latin-1").split("\r\n")
-            del self.buf[:i + 4]
-            hdrs = {}
-            for line in head[1:]:
-                k, _, v = line.partition(":")
-                hdrs[k.strip().lower()] = v.strip()
-            accept = base64.b64encode(hashlib.sha1(self.key + self.GUID).digest()).decode()
-            if head[0].split()[1:2] != ["101"] or hdrs.get("sec-websocket-accept") != accept:
-                self.ready.set_exception(RuntimeError("upgrade refused: %r" % head))
-                self.transport.close()
-                return
-            if hdrs.get("sec-websocket-protocol") != "rainbow.v2":
-                self.ready.set_exception(RuntimeError("server did not pick rainbow.v2: %r"
-                                                      % hdrs.get("sec-websocket-protocol")))
-                self.transport.close()
-                return
-            self.upgraded = True
+    def packets(self, pkts):
         out = []
-        buf = self.buf
-        pos = 0
-        n_buf = len(buf)
-        while n_buf - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1]
-            n = b1 & 0x7F
-            h = 2
-            if n == 126:
-                if n_buf - pos < 4:
-                    break
-                n = (buf[pos + 2] << 8) | buf[pos + 3]
-                h = 4
-            elif n == 127:
-                if n_buf - pos < 10:
-                    break
-                n = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                h = 10
-            if b1 & 0x80:
-                raise RuntimeError("server sent a masked frame")
-            if n_buf - pos < h + n:
-                break
-            m = bytes(buf[pos + h:pos + h + n])
-            pos += h + n
-            op = b0 & 0x0F
-            if op == 0x0 or (op in (0x1, 0x2) and not b0 & 0x80):   # fragments
-                self.frag = (self.frag or b"") + m
-                if not b0 & 0x80:
-                    continue
-                m, self.frag = self.frag, None
-            elif op == 0x8:                                          # close
-                if not self.closing:
-                    self.closed = "close frame %r" % m[:60]
-                self.transport.write(self.frame(m[:2]).replace(b"\x82", b"\x88", 1))
-                self.transport.close()
-                return
-            elif op == 0x9:                                          # ping -> pong
-                out.append(self.frame(m).replace(b"\x82", b"\x8a", 1))
-                continue
-            elif op == 0xA:
-                continue
-            self.handle(m, out)
-        del buf[:pos]
+        frame = self.frame
+        for m in pkts:
+            b0 = m[0]
+            cmd = b0 >> 4
+            if cmd == SEND:
+                self.sends += 1
+                q = (b0 >> 1) & 3
+                if q == 1:
+                    out.append(frame(ACK0 + m[3:5]))
+                elif q == 2:
+                    out.append(frame(REC0 + m[3:5]))
+            elif cmd == REL:
+                self.rels += 1
+                out.append(frame(COM0 + m[1:3]))
+            else:
+                self.other += 1
         if out:
             self.last_frame = time.monotonic()
             self.transport.write(b"".join(out))
-
-    def handle(self, m, out):
-        b0 = m[0]
-        cmd = b0 >> 4
-        if cmd == SEND:
-            self.sends += 1
-            q = (b0 >> 1) & 3
-            if q == 1:
-                out.append(self.frame(ACK0 + m[3:5]))
-            elif q == 2:
-                out.append(self.frame(REC0 + m[3:5]))
-        elif cmd == REL:
-            self.rels += 1
-            out.append(self.frame(COM0 + m[1:3]))
-        elif cmd == HELLO and self.hello is None:
-            self.hello = json.loads(m[1:].decode())
-            self.ready.set_result(True)
-        else:
-            self.other += 1
-
-    async def close(self):
-        self.closing = True
-        if not self.transport.is_closing():
-            self.transport.write(self.frame(b"\x03\xe8").replace(b"\x82", b"\x88", 1))
-            await asyncio.sleep(0.1)
-            self.transport.close()
 
 
 # ------------------------------------------------------------------ HTTP load
@@ -538,11 +256,7 @@ class Load:
         self.wall = wall
         self.client_cpu = (c1 - c0) / wall
         self.gw_cpu = (g1 - g0) / wall if g0 is not None and g1 is not None else float("nan")
-        self.machine = self.steal = float("nan")
-        if m0 and m1 and m1[2] > m0[2]:
-            ncpu = os.cpu_count() or 1
-            self.machine = (m1[0] - m0[0]) / (m1[2] - m0[2]) * ncpu
-            self.steal = (m1[1] - m0[1]) / (m1[2] - m0[2]) * ncpu
+        self.machine, self.steal = machine_cores(m0, m1)
         self.threads = sorted(((th1[t] - th0.get(t, 0.0)) / wall, t) for t in th1)[::-1]
         # Let in-flight calls finish (each ends within its /send/ timeout).
         done, pending = await asyncio.wait([c.done for c in conns], timeout=40)
@@ -556,7 +270,7 @@ class Load:
 async def bench(args, gw):
     dev = Device()
     try:
-        await dev.open(gw.port)
+        await dev.open(gw.port, 10)
     except asyncio.TimeoutError:
         raise RuntimeError("session client: no HELLO within 10 s") from None
     if dev.hello.get("session_present") is None:
@@ -569,7 +283,7 @@ async def bench(args, gw):
     while time.monotonic() < deadline and time.monotonic() - dev.last_frame < 0.5:
         await asyncio.sleep(0.1)
     m = gw.metrics()
-    await dev.close()
+    await dev.close_after(0.1)
     return dev, load, m
 
 
@@ -583,8 +297,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=30, help="/send/ timeout argument (30)")
     ap.add_argument("--inflight", type=int, default=5000, help="max_inflight_messages (5000)")
     ap.add_argument("--log-level", default="warn")
-    ap.add_argument("--bin", default=os.environ.get("RAINBOW_BIN")
-                    or str(ROOT / "build" / "rainbow-server"))
+    ap.add_argument("--bin", default=default_bin())
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (log, database)")
     args = ap.parse_args()
 
@@ -601,7 +314,7 @@ def main():
         gw.start()
         dev, load, m = asyncio.run(bench(args, gw))
         t_stop = time.monotonic()
-        rc = gw.stop()
+        rc = gw.stop(warn_kill=True)
         stop_s = time.monotonic() - t_stop
         rows = gw.db_counts()
         wal = gw.db_path.with_name(gw.db_path.name + "-wal")
@@ -636,7 +349,7 @@ def main():
         log("  rows left      messages=%d deliveries=%d upstream=%d sessions=%d "
             "(db+wal %.1f MB)" % (rows["messages"], rows["deliveries"], rows["upstream"],
                                   rows["sessions"], db_mb))
-        glog = [l for l in gw.log_text().splitlines() if l.strip()]
+        glog = gw.log_lines()
         log("  gateway log    %d line(s) at log_level %s%s" % (
             len(glog), args.log_level, "".join("\n    | " + l[:200] for l in glog[:5])))
         top = ", ".join("tid %d%s %.2f" % (t, " (main)" if t == gw.proc.pid else "", c)

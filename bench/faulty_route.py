@@ -55,14 +55,11 @@ named in --help (FAULTY_*).
 """
 import argparse
 import asyncio
-import base64
 import bisect
 import gc
-import hashlib
 import json
 import operator
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -73,28 +70,23 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import benchlib
+from benchlib import (ACK, NAK, TOKEN, WsClient, default_bin, die_with_parent, log,
+                      machine_cores, machine_cpu, percentile, proc_cpu, self_cpu, stop_process)
+
 SCRIPT = Path(__file__).resolve()
 PY = "/usr/bin/python3"
-TOKEN = "benchtoken"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 FAST_TYPE, HANG_TYPE = 1, 7
 PAYLOAD = bytes((i * 7 + 1) & 0xFF for i in range(32))
 
 # Packet first bytes (docs/protocol.md): cmd << 4 | dup << 3 | qos << 1.
 SEND1 = 0x12
-ACK, NAK, HELLO = 2, 6, 7
 
 BIN_S = 0.5          # recovery: bin width for "back to baseline"
 CONN_FLOOR_MS = 50.0  # recovery: a connect within this is "back" whatever the baseline
 ANSWER_DONE = operator.itemgetter(1)   # answers: (t_sent, t_done, ok, nak code)
 STUCK_S = 1.0        # recovery: a fast round trip unanswered this long is "stuck"
-
-
-def log(*a):
-    print(*a, flush=True)
 
 
 def env(name, default, conv=float):
@@ -107,71 +99,7 @@ def env(name, default, conv=float):
         sys.exit("faulty_route: bad %s=%r" % (name, v))
 
 
-# ------------------------------------------------------------------ helpers
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_cpu(pid):
-    """utime + stime of a process (all its threads), seconds; None if gone."""
-    try:
-        f = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def machine_cpu():
-    """(busy, total) jiffies of all CPUs from /proc/stat (steal counts as not busy)."""
-    try:
-        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = f[3] + (f[4] if len(f) > 4 else 0)
-    steal = f[7] if len(f) > 7 else 0
-    total = sum(f[:8])
-    return total - idle - steal, total
-
-
-def self_cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def percentile(sorted_vals, p):
-    if not sorted_vals:
-        return float("nan")
-    k = min(len(sorted_vals) - 1, max(0, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
-    return sorted_vals[k]
-
-
-def die_with_parent():
-    """preexec_fn: the child gets SIGKILL if this script dies."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def stop_process(p, timeout=10.0):
-    """SIGTERM, wait, SIGKILL. Works for Popen objects. Returns the exit status."""
-    if p is None:
-        return None
-    if p.poll() is None:
-        try:
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-        except OSError:
-            pass
-    return p.returncode
-
+# ------------------------------------------------------------------ formatting
 
 def fmt_ms(x):
     if x != x:   # nan
@@ -314,165 +242,6 @@ def run_backend(args):
         server.close()
     asyncio.run(main())
     return 0
-
-
-# ------------------------------------------------------------------ WebSocket client
-
-class WsClient(asyncio.Protocol):
-    """A minimal RFC 6455 client (rainbow.v2) on an asyncio Protocol.
-    on_packet(client, bytes) is called for every packet after HELLO."""
-
-    def __init__(self, on_packet=None, on_close=None):
-        self.on_packet = on_packet
-        self.on_close = on_close
-        self.buf = bytearray()
-        self.upgraded = False
-        self.frag = None
-        self.mask = os.urandom(4)
-        self.hello = None
-        self.closing = False
-        self.closed = None
-        self.transport = None
-        self.ready = None
-
-    async def open(self, port, timeout):
-        loop = asyncio.get_running_loop()
-        self.ready = loop.create_future()
-        self.key = base64.b64encode(os.urandom(16))
-        try:
-            await asyncio.wait_for(self._open(loop, port), timeout)
-        except BaseException:
-            self.abort()
-            raise
-
-    async def _open(self, loop, port):
-        await loop.create_connection(lambda: self, "127.0.0.1", port)
-        self.transport.write(
-            b"GET /connect/ HTTP/1.1\r\n"
-            b"Host: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-            b"Sec-WebSocket-Protocol: rainbow.v2\r\n\r\n" % (port, self.key))
-        await self.ready
-
-    def frame(self, payload, op=0x2):
-        k = self.mask
-        n = len(payload)
-        if n < 126:
-            h = bytes((0x80 | op, 0x80 | n))
-        elif n < 65536:
-            h = bytes((0x80 | op, 0x80 | 126)) + n.to_bytes(2, "big")
-        else:
-            h = bytes((0x80 | op, 0x80 | 127)) + n.to_bytes(8, "big")
-        kk = (k * (n // 4 + 1))[:n]
-        return h + k + (int.from_bytes(payload, "big") ^ int.from_bytes(kk, "big")).to_bytes(
-            n, "big") if n else h + k
-
-    def send(self, payload):
-        self.transport.write(self.frame(payload))
-
-    def connection_made(self, transport):
-        self.transport = transport
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def connection_lost(self, exc):
-        if self.closed is None and not self.closing:
-            self.closed = "connection lost (%s)" % (exc or "EOF")
-        if self.ready is not None and not self.ready.done():
-            self.ready.set_exception(RuntimeError("closed during handshake: %r"
-                                                  % bytes(self.buf[:120])))
-        if self.on_close and not self.closing:
-            self.on_close(self)
-
-    def fail_open(self, why):
-        if not self.ready.done():
-            self.ready.set_exception(RuntimeError(why))
-        self.transport.close()
-
-    def data_received(self, data):
-        self.buf += data
-        if not self.upgraded:
-            i = self.buf.find(b"\r\n\r\n")
-            if i < 0:
-                return
-            head = bytes(self.buf[:i]).decode("latin-1").split("\r\n")
-            del self.buf[:i + 4]
-            hdrs = {}
-            for line in head[1:]:
-                k, _, v = line.partition(":")
-                hdrs[k.strip().lower()] = v.strip()
-            accept = base64.b64encode(hashlib.sha1(self.key + GUID).digest()).decode()
-            if head[0].split()[1:2] != ["101"] or hdrs.get("sec-websocket-accept") != accept:
-                return self.fail_open("upgrade refused: %r" % head[0])
-            if hdrs.get("sec-websocket-protocol") != "rainbow.v2":
-                return self.fail_open("server did not pick rainbow.v2")
-            self.upgraded = True
-        buf = self.buf
-        pos, n_buf = 0, len(buf)
-        pkts = []
-        while n_buf - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1]
-            n, h = b1 & 0x7F, 2
-            if n == 126:
-                if n_buf - pos < 4:
-                    break
-                n, h = (buf[pos + 2] << 8) | buf[pos + 3], 4
-            elif n == 127:
-                if n_buf - pos < 10:
-                    break
-                n, h = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
-            if n_buf - pos < h + n:
-                break
-            m = bytes(buf[pos + h:pos + h + n])
-            pos += h + n
-            op = b0 & 0x0F
-            if op == 0x0 or (op in (0x1, 0x2) and not b0 & 0x80):
-                self.frag = (self.frag or b"") + m
-                if not b0 & 0x80:
-                    continue
-                m, self.frag = self.frag, None
-            elif op == 0x8:
-                if not self.closing:
-                    self.closed = "close frame %r" % m[:60]
-                    self.transport.write(self.frame(m[:2], 0x8))
-                self.transport.close()
-                del buf[:pos]
-                return
-            elif op == 0x9:
-                self.transport.write(self.frame(m, 0xA))
-                continue
-            elif op == 0xA:
-                continue
-            if not m:
-                continue
-            if self.hello is None and m[0] >> 4 == HELLO:
-                try:
-                    self.hello = json.loads(m[1:].decode())
-                except ValueError:
-                    self.hello = {}
-                if not self.ready.done():
-                    self.ready.set_result(True)
-                continue
-            pkts.append(m)
-        del buf[:pos]
-        if self.on_packet:
-            for m in pkts:
-                self.on_packet(self, m)
-
-    def close(self):
-        """Close frame, then FIN (the gateway sees a clean close)."""
-        self.closing = True
-        t = self.transport
-        if t is not None and not t.is_closing():
-            try:
-                t.write(self.frame(b"\x03\xe8", 0x8))
-            except Exception:
-                pass
-            t.close()
-
-    def abort(self):
-        self.closing = True
-        if self.transport is not None:
-            self.transport.abort()
 
 
 def nak_code(m):
@@ -698,13 +467,9 @@ def connect_stats(results, tag):
 
 # ------------------------------------------------------------------ gateway
 
-class Gateway:
+class Gateway(benchlib.Gateway):
     def __init__(self, binary, tmp, backend_port, args, protected):
-        self.binary = binary
-        self.tmp = Path(tmp)
-        self.port = free_port()
-        self.log_path = self.tmp / "gateway.log"
-        self.conf = self.tmp / "faulty.ini"
+        super().__init__(binary, tmp, "faulty.ini")
         base = "http://127.0.0.1:%d" % backend_port
         opts = {
             "port": self.port, "bind": "127.0.0.1", "api_port": 0,
@@ -727,62 +492,7 @@ class Gateway:
                          "breaker_failures": 0})
             self.protection = ("off: route_max_inflight %d, route_max_queued %d, "
                                "breaker_failures 0" % (args.pool, args.backend_queue))
-        self.opts = opts
-        self.conf.write_text("; generated by bench/faulty_route.py\n[main]\n" + "".join(
-            "%s = %s\n" % (k, v) for k, v in opts.items()))
-        self.proc = None
-
-    def start(self, timeout=10.0):
-        self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.binary, "-f", str(self.conf)], cwd=str(self.tmp),
-                                     stdout=self.logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("gateway exited with %s during start:\n%s" % (
-                    self.proc.returncode, self.log_tail()))
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/hello/" % self.port,
-                                            timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("gateway not ready within %.0f s:\n%s" % (timeout, self.log_tail()))
-
-    def metrics(self):
-        out = {}
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port,
-                                        timeout=3) as r:
-                for line in r.read().decode().splitlines():
-                    if line and not line.startswith("#"):
-                        k, _, v = line.rpartition(" ")
-                        try:
-                            out[k] = float(v)
-                        except ValueError:
-                            pass
-        except OSError:
-            pass
-        return out
-
-    def stop(self):
-        rc = stop_process(self.proc, 15.0)
-        if self.proc is not None:
-            self.logf.close()
-        return rc
-
-    def log_lines(self):
-        try:
-            return [l for l in self.log_path.read_text(errors="replace").splitlines()
-                    if l.strip()]
-        except OSError:
-            return []
-
-    def log_tail(self, n=30):
-        return "\n".join(self.log_lines()[-n:])
+        self.write_conf(opts, "bench/faulty_route.py")
 
 
 def backend_stats(port):
@@ -810,10 +520,7 @@ class CpuMeter:
         for n in b[1]:
             x, y = a[1].get(n), b[1].get(n)
             out[n] = (y - x) / wall if x is not None and y is not None else float("nan")
-        if a[2] and b[2] and b[2][1] > a[2][1]:
-            out["machine"] = (b[2][0] - a[2][0]) / (b[2][1] - a[2][1]) * (os.cpu_count() or 1)
-        else:
-            out["machine"] = float("nan")
+        out["machine"] = machine_cores(a[2], b[2])[0]
         known = sum(v for k, v in out.items() if k != "machine" and v == v)
         out["other"] = out["machine"] - known
         return out
@@ -1317,8 +1024,7 @@ def main():
                                                         "protected,unprotected"),
                     help="which configurations, comma-separated (FAULTY_CONFIGS)")
     ap.add_argument("--log-level", default="warn")
-    ap.add_argument("--bin", default=os.environ.get("RAINBOW_BIN")
-                    or str(ROOT / "build" / "rainbow-server"))
+    ap.add_argument("--bin", default=default_bin())
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (gateway logs)")
     args = ap.parse_args()
     if args.hang is None:
