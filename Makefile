@@ -83,7 +83,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := build-fuzz
-FUZZ_ALL     := packet http_head http_resp
+FUZZ_ALL     := packet http_head http_resp link
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer
@@ -92,7 +92,9 @@ FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(FUZZ_SAN) -MMD -MP -I. \
 FUZZ_SRC_packet    := protocol/packet.c protocol/rb.c
 FUZZ_SRC_http_head := src/http/http_head.c protocol/rb.c
 FUZZ_SRC_http_resp := src/http/http_resp.c src/http/http_head.c protocol/rb.c
+FUZZ_SRC_link      := protocol/link.c protocol/beacon.c protocol/rb.c
 FUZZ_LIBS_http_resp = $(shell pkg-config --libs libevent 2>/dev/null)
+FUZZ_LIBS_link      = $(shell pkg-config --libs libcrypto 2>/dev/null)
 
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/)
 from the vectors of the unit tests: tests/unit/test_packet.c,
-test_http_head.c and test_http_resp.c. The files are committed; run this
+test_http_head.c, test_http_resp.c, test_link.c and test_beacon.c. The files are committed; run this
 again after changing it (it rewrites only the seed-* files, so regression
 inputs added by hand, named regress-*, stay).
 
@@ -160,6 +160,83 @@ RESP = {
 }
 
 
+# --- test_link.c and test_beacon.c -------------------------------------------
+# The same vectors as the unit tests (which spell them in hex), built here
+# from the layouts of docs/cluster-protocol.md. fuzz_link reads byte 0 as a
+# split seed and the rest both as a link stream and as a beacon (see
+# fuzz_link.c).
+import hashlib  # noqa: E402
+import hmac  # noqa: E402
+import struct  # noqa: E402
+
+LINK_SECRET = b"s3cret"
+
+
+def lstr(b):
+    return struct.pack(">H", len(b)) + b
+
+
+def lblob(b):
+    return struct.pack(">I", len(b)) + b
+
+
+def frame(t, payload):
+    return struct.pack(">IB", 1 + len(payload), t) + payload
+
+
+CHAL_A = bytes(range(32))
+CHAL_B = bytes(range(0x20, 0x40))
+HELLO_A = (1, 0x0A0B0C0D, 7, 1984, b"lan", CHAL_A)
+HELLO_B = (1, 0x01020304, 2, 1985, b"lan", CHAL_B)
+
+
+def hello(h):
+    v, node, inc, port, name, chal = h
+    return frame(1, struct.pack(">BIQH", v, node, inc, port) + lstr(name) + chal)
+
+
+def auth_mac(prover, verifier):
+    msg = (b"rainbow-link-auth-v1" + verifier[5] + prover[5] +
+           struct.pack(">IQIQ", prover[1], prover[2], verifier[1], verifier[2]))
+    return hmac.new(LINK_SECRET, msg, hashlib.sha256).digest()
+
+
+LINK = {
+    "hello": hello(HELLO_A),
+    "auth": frame(2, auth_mac(HELLO_A, HELLO_B)),
+    "ping": frame(3, struct.pack(">Q", 1)),
+    "pong": frame(4, struct.pack(">Q", 0x0102030405060708)),
+    "interest-full": frame(5, b"\x03" + struct.pack(">I", 2) + lstr(b"a") + lstr(b"room")),
+    "interest-add": frame(6, b"\x01" + lstr(b"room")),
+    "interest-remove": frame(6, b"\x00" + lstr(b"")),
+    "publish": frame(7, struct.pack(">QB", 42, 1) + lstr(b"room") +
+                     struct.pack(">BHI", 1, 1002, 5000) + lblob(b'{"m":1}')),
+    "receipt": frame(8, struct.pack(">QIIIB", 42, 3, 1, 2, 1) + lblob(b'{"x":1}')),
+    "receipt-nodata": frame(8, struct.pack(">QIIIB", 42, 0, 0, 0, 0)),
+    "op": frame(9, struct.pack(">QB", 9, 3) + lstr(b"id1") + lstr(b"") +
+                struct.pack(">i", 4001) + lstr(b"bye")),
+    "op-result": frame(10, struct.pack(">Qi", 9, -8)),
+    "presence-req": frame(11, struct.pack(">Q", 77) + lstr(b"room")),
+    "presence-resp": frame(12, struct.pack(">QBI", 77, 3, 2) +
+                           lstr(b"id1") + lstr(b"dev1") + lstr(b"ios") +
+                           lstr(b"id2") + lstr(b"") + lstr(b"")),
+    "bye": frame(13, b""),
+}
+
+
+def beacon(node, inc, port, leaving, ts, name, secret=LINK_SECRET):
+    body = (b"RBCN" + bytes([1, 1 if leaving else 0]) +
+            struct.pack(">IQHQ", node, inc, port, ts) + lstr(name))
+    return body + hmac.new(secret, body, hashlib.sha256).digest()
+
+
+BEACON_TS = 1700000000000
+BEACON = {
+    "beacon": beacon(0x01020304, 5, 1984, False, BEACON_TS, b"lan"),
+    "beacon-leaving": beacon(0x0A0B0C0D, 6, 2000, True, BEACON_TS + 1, b"lan"),
+}
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -176,6 +253,18 @@ def main():
     write("http_head", HEAD)
     write("http_resp", {k: bytes([fl, sd]) + data
                         for k, (fl, sd, data) in RESP.items()})
+    # fuzz_link: byte 0 is the split seed
+    seeds = {k: b"\x00" + v for k, v in LINK.items()}
+    seeds["stream-all"] = b"\x06" + b"".join(LINK.values())
+    seeds["stream-bytewise"] = b"\x02" + LINK["publish"] + LINK["presence-resp"]
+    seeds["partial"] = b"\x04" + LINK["op"][:-3]
+    seeds["oversize"] = b"\x00" + struct.pack(">IB", 16 * 1024 * 1024 + 1, 7)
+    seeds["empty-frame"] = b"\x00" + struct.pack(">I", 0)
+    seeds["unknown-type"] = b"\x00" + struct.pack(">IB", 1, 14)
+    seeds["trailing"] = b"\x00" + frame(3, struct.pack(">Q", 1) + b"x")
+    for k, v in BEACON.items():
+        seeds[k] = b"\x01" + v
+    write("link", seeds)
     return 0
 
 

@@ -1,0 +1,468 @@
+/*
+ * link.c - the cluster link codec. The contract is in link.h.
+ */
+#include "protocol/link.h"
+
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "protocol/rb.h"
+#include "protocol/wire.h"
+
+#define AUTH_LABEL "rainbow-link-auth-v1"
+
+static const char *const type_names[] = {
+	[LINK_HELLO] = "HELLO",
+	[LINK_AUTH] = "AUTH",
+	[LINK_PING] = "PING",
+	[LINK_PONG] = "PONG",
+	[LINK_INTEREST_FULL] = "INTEREST_FULL",
+	[LINK_INTEREST_DELTA] = "INTEREST_DELTA",
+	[LINK_PUBLISH] = "PUBLISH",
+	[LINK_RECEIPT] = "RECEIPT",
+	[LINK_OP] = "OP",
+	[LINK_OP_RESULT] = "OP_RESULT",
+	[LINK_PRESENCE_REQ] = "PRESENCE_REQ",
+	[LINK_PRESENCE_RESP] = "PRESENCE_RESP",
+	[LINK_BYE] = "BYE",
+};
+
+const char *link_type_name(uint8_t type)
+{
+	return type >= 1 && type <= LINK_TYPE_MAX ? type_names[type] : "?";
+}
+
+/* --- encode ------------------------------------------------------------ */
+
+/* A NULL pointer with bytes behind it is the caller's bug: refuse it. */
+static void put_str(struct wire_w *w, struct link_str s)
+{
+	if (s.p == NULL && s.n != 0)
+		w->err = true;
+	else
+		wire_str(w, s.p, s.n);
+}
+
+static void put_blob(struct wire_w *w, struct link_str s)
+{
+	if (s.p == NULL && s.n != 0)
+		w->err = true;
+	else
+		wire_blob(w, s.p, s.n);
+}
+
+static void put_count(struct wire_w *w, size_t n)
+{
+	if (n > UINT32_MAX)
+		w->err = true;
+	wire_u32(w, (uint32_t)n);
+}
+
+/* A list from items, or copied from a decoded list's raw bytes. */
+static void put_names(struct wire_w *w, const struct link_names *l)
+{
+	put_count(w, l->n);
+	if (l->items == NULL && l->n != 0) {
+		if (l->raw == NULL)
+			w->err = true;
+		else
+			wire_put(w, l->raw, l->raw_len);
+		return;
+	}
+	for (size_t i = 0; i < l->n; i++)
+		put_str(w, l->items[i]);
+}
+
+static void put_members(struct wire_w *w, const struct link_presence_list *l)
+{
+	put_count(w, l->n);
+	if (l->items == NULL && l->n != 0) {
+		if (l->raw == NULL)
+			w->err = true;
+		else
+			wire_put(w, l->raw, l->raw_len);
+		return;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		put_str(w, l->items[i].identity);
+		put_str(w, l->items[i].device);
+		put_str(w, l->items[i].platform);
+	}
+}
+
+/* The payload of m; false when a field is out of range. */
+static bool put_payload(struct wire_w *w, const struct link_msg *m)
+{
+	const uint8_t part_mask = LINK_PART_FIRST | LINK_PART_LAST;
+
+	switch (m->type) {
+	case LINK_HELLO:
+		if (m->u.hello.node_id == 0)
+			return false;
+		wire_u8(w, m->u.hello.version);
+		wire_u32(w, m->u.hello.node_id);
+		wire_u64(w, m->u.hello.incarnation);
+		wire_u16(w, m->u.hello.port);
+		put_str(w, m->u.hello.cluster);
+		wire_put(w, m->u.hello.challenge, LINK_CHALLENGE_LEN);
+		return true;
+	case LINK_AUTH:
+		wire_put(w, m->u.auth.mac, LINK_MAC_LEN);
+		return true;
+	case LINK_PING:
+	case LINK_PONG:
+		wire_u64(w, m->u.ping.seq);
+		return true;
+	case LINK_INTEREST_FULL:
+		if (m->u.interest_full.flags & ~part_mask)
+			return false;
+		wire_u8(w, m->u.interest_full.flags);
+		put_names(w, &m->u.interest_full.channels);
+		return true;
+	case LINK_INTEREST_DELTA:
+		wire_u8(w, m->u.interest_delta.add ? 1 : 0);
+		put_str(w, m->u.interest_delta.channel);
+		return true;
+	case LINK_PUBLISH:
+		if (m->u.publish.target_kind < LINK_TO_CHANNEL ||
+		    m->u.publish.target_kind > LINK_TO_DEVICE || m->u.publish.qos > 2)
+			return false;
+		wire_u64(w, m->u.publish.push_id);
+		wire_u8(w, m->u.publish.target_kind);
+		put_str(w, m->u.publish.target);
+		wire_u8(w, m->u.publish.qos);
+		wire_u16(w, m->u.publish.msgtype);
+		wire_u32(w, m->u.publish.timeout_ms);
+		put_blob(w, m->u.publish.payload);
+		return true;
+	case LINK_RECEIPT:
+		wire_u64(w, m->u.receipt.push_id);
+		wire_u32(w, m->u.receipt.acked);
+		wire_u32(w, m->u.receipt.failed);
+		wire_u32(w, m->u.receipt.pending);
+		wire_u8(w, m->u.receipt.has_data ? 1 : 0);
+		if (m->u.receipt.has_data)
+			put_blob(w, m->u.receipt.data);
+		else if (m->u.receipt.data.n != 0)
+			return false;
+		return true;
+	case LINK_OP:
+		if (m->u.op.kind < LINK_OP_SUB || m->u.op.kind > LINK_OP_OCCUPY)
+			return false;
+		wire_u64(w, m->u.op.op_id);
+		wire_u8(w, m->u.op.kind);
+		put_str(w, m->u.op.identity);
+		put_str(w, m->u.op.channel);
+		wire_u32(w, (uint32_t)m->u.op.code);
+		put_str(w, m->u.op.reason);
+		return true;
+	case LINK_OP_RESULT:
+		wire_u64(w, m->u.op_result.op_id);
+		wire_u32(w, (uint32_t)m->u.op_result.rc);
+		return true;
+	case LINK_PRESENCE_REQ:
+		wire_u64(w, m->u.presence_req.req_id);
+		put_str(w, m->u.presence_req.channel);
+		return true;
+	case LINK_PRESENCE_RESP:
+		if (m->u.presence_resp.flags & ~part_mask)
+			return false;
+		wire_u64(w, m->u.presence_resp.req_id);
+		wire_u8(w, m->u.presence_resp.flags);
+		put_members(w, &m->u.presence_resp.members);
+		return true;
+	case LINK_BYE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+int link_encode(const struct link_msg *m, uint8_t *out, size_t cap)
+{
+	struct wire_w count = { 0 }, w = { .p = out, .cap = cap };
+	size_t total;
+
+	if (!put_payload(&count, m) || count.err)
+		return RB_EINVAL;
+	if (count.len > LINK_FRAME_MAX - 1)
+		return RB_ETOOBIG;
+	total = LINK_HDR_LEN + count.len;
+	if (out == NULL)
+		return (int)total;
+	if (cap < total)
+		return RB_ETOOBIG;
+	wire_u32(&w, (uint32_t)(1 + count.len));
+	wire_u8(&w, m->type);
+	put_payload(&w, m);
+	if (w.err || w.len != total)
+		return RB_EINVAL; /* cannot happen: the same walk as counted */
+	return (int)total;
+}
+
+/* --- decode ------------------------------------------------------------ */
+
+int link_frame_len(const uint8_t *buf, size_t len)
+{
+	uint32_t fl;
+
+	if (len < 4)
+		return 0;
+	fl = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
+	     (uint32_t)buf[2] << 8 | buf[3];
+	if (fl > LINK_FRAME_MAX)
+		return RB_ETOOBIG;
+	if (fl == 0)
+		return RB_EPROTO;
+	if (len < 5)
+		return 0;
+	if (buf[4] < 1 || buf[4] > LINK_TYPE_MAX)
+		return RB_EPROTO;
+	if (len - 4 < fl)
+		return 0;
+	return (int)(4 + fl);
+}
+
+static bool get_str(struct wire_r *r, struct link_str *s)
+{
+	return wire_get_str(r, &s->p, &s->n);
+}
+
+static bool get_blob(struct wire_r *r, struct link_str *s)
+{
+	return wire_get_blob(r, &s->p, &s->n);
+}
+
+/* count entries of per strings each: validated, kept as raw bytes. */
+static void get_list(struct wire_r *r, size_t per, size_t *n, const uint8_t **raw,
+		     size_t *raw_len)
+{
+	uint32_t count = wire_get_u32(r);
+	size_t start = r->off;
+	struct link_str s;
+
+	/* Every string takes at least its 2-byte length: a count that cannot
+	 * fit fails at once instead of looping. */
+	if (r->err || count > wire_left(r) / (2 * per)) {
+		r->err = true;
+		return;
+	}
+	for (uint32_t i = 0; i < count && !r->err; i++)
+		for (size_t k = 0; k < per; k++)
+			get_str(r, &s);
+	if (r->err)
+		return;
+	*n = count;
+	*raw = r->p + start;
+	*raw_len = r->off - start;
+}
+
+/* The payload of a message of type m->type; NULL or a reason. */
+static const char *get_payload(struct wire_r *r, struct link_msg *m)
+{
+	const uint8_t part_mask = LINK_PART_FIRST | LINK_PART_LAST;
+	const uint8_t *q;
+	uint8_t b;
+
+	switch (m->type) {
+	case LINK_HELLO:
+		m->u.hello.version = wire_get_u8(r);
+		m->u.hello.node_id = wire_get_u32(r);
+		m->u.hello.incarnation = wire_get_u64(r);
+		m->u.hello.port = wire_get_u16(r);
+		get_str(r, &m->u.hello.cluster);
+		q = wire_get(r, LINK_CHALLENGE_LEN);
+		if (q)
+			memcpy(m->u.hello.challenge, q, LINK_CHALLENGE_LEN);
+		if (!r->err && m->u.hello.node_id == 0)
+			return "HELLO with node id 0";
+		break;
+	case LINK_AUTH:
+		q = wire_get(r, LINK_MAC_LEN);
+		if (q)
+			memcpy(m->u.auth.mac, q, LINK_MAC_LEN);
+		break;
+	case LINK_PING:
+	case LINK_PONG:
+		m->u.ping.seq = wire_get_u64(r);
+		break;
+	case LINK_INTEREST_FULL:
+		m->u.interest_full.flags = wire_get_u8(r);
+		if (!r->err && (m->u.interest_full.flags & ~part_mask))
+			return "unknown INTEREST_FULL flags";
+		get_list(r, 1, &m->u.interest_full.channels.n,
+			 &m->u.interest_full.channels.raw,
+			 &m->u.interest_full.channels.raw_len);
+		break;
+	case LINK_INTEREST_DELTA:
+		b = wire_get_u8(r);
+		if (!r->err && b > 1)
+			return "INTEREST_DELTA is neither add nor remove";
+		m->u.interest_delta.add = b == 1;
+		get_str(r, &m->u.interest_delta.channel);
+		break;
+	case LINK_PUBLISH:
+		m->u.publish.push_id = wire_get_u64(r);
+		m->u.publish.target_kind = wire_get_u8(r);
+		if (!r->err && (m->u.publish.target_kind < LINK_TO_CHANNEL ||
+				m->u.publish.target_kind > LINK_TO_DEVICE))
+			return "unknown PUBLISH target kind";
+		get_str(r, &m->u.publish.target);
+		m->u.publish.qos = wire_get_u8(r);
+		if (!r->err && m->u.publish.qos > 2)
+			return "PUBLISH qos over 2";
+		m->u.publish.msgtype = wire_get_u16(r);
+		m->u.publish.timeout_ms = wire_get_u32(r);
+		get_blob(r, &m->u.publish.payload);
+		break;
+	case LINK_RECEIPT:
+		m->u.receipt.push_id = wire_get_u64(r);
+		m->u.receipt.acked = wire_get_u32(r);
+		m->u.receipt.failed = wire_get_u32(r);
+		m->u.receipt.pending = wire_get_u32(r);
+		b = wire_get_u8(r);
+		if (!r->err && b > 1)
+			return "RECEIPT data flag is neither 0 nor 1";
+		m->u.receipt.has_data = b == 1;
+		if (b == 1)
+			get_blob(r, &m->u.receipt.data);
+		break;
+	case LINK_OP:
+		m->u.op.op_id = wire_get_u64(r);
+		m->u.op.kind = wire_get_u8(r);
+		if (!r->err && (m->u.op.kind < LINK_OP_SUB || m->u.op.kind > LINK_OP_OCCUPY))
+			return "unknown OP kind";
+		get_str(r, &m->u.op.identity);
+		get_str(r, &m->u.op.channel);
+		m->u.op.code = (int32_t)wire_get_u32(r);
+		get_str(r, &m->u.op.reason);
+		break;
+	case LINK_OP_RESULT:
+		m->u.op_result.op_id = wire_get_u64(r);
+		m->u.op_result.rc = (int32_t)wire_get_u32(r);
+		break;
+	case LINK_PRESENCE_REQ:
+		m->u.presence_req.req_id = wire_get_u64(r);
+		get_str(r, &m->u.presence_req.channel);
+		break;
+	case LINK_PRESENCE_RESP:
+		m->u.presence_resp.req_id = wire_get_u64(r);
+		m->u.presence_resp.flags = wire_get_u8(r);
+		if (!r->err && (m->u.presence_resp.flags & ~part_mask))
+			return "unknown PRESENCE_RESP flags";
+		get_list(r, 3, &m->u.presence_resp.members.n,
+			 &m->u.presence_resp.members.raw,
+			 &m->u.presence_resp.members.raw_len);
+		break;
+	case LINK_BYE:
+		break;
+	default:
+		return "unknown frame type"; /* link_frame_len refused it already */
+	}
+	if (r->err)
+		return "payload truncated";
+	if (wire_left(r) != 0)
+		return "trailing bytes in the payload";
+	return NULL;
+}
+
+int link_decode(const uint8_t *buf, size_t len, struct link_msg *m, const char **why)
+{
+	int n = link_frame_len(buf, len);
+	struct wire_r r;
+	const char *bad;
+
+	memset(m, 0, sizeof(*m));
+	if (why)
+		*why = NULL;
+	if (n <= 0) {
+		if (why && n == RB_ETOOBIG)
+			*why = "frame over LINK_FRAME_MAX";
+		else if (why && n < 0)
+			*why = buf[0] == 0 && buf[1] == 0 && buf[2] == 0 && buf[3] == 0 ?
+			       "empty frame" : "unknown frame type";
+		return n;
+	}
+	m->type = buf[4];
+	r = (struct wire_r){ .p = buf + LINK_HDR_LEN, .len = (size_t)n - LINK_HDR_LEN };
+	bad = get_payload(&r, m);
+	if (bad != NULL) {
+		memset(m, 0, sizeof(*m));
+		if (why)
+			*why = bad;
+		return RB_EPROTO;
+	}
+	return n;
+}
+
+bool link_names_next(const struct link_names *l, size_t *pos, struct link_str *out)
+{
+	struct wire_r r = { .p = l->raw, .len = l->raw_len, .off = *pos };
+
+	if (*pos >= l->raw_len || !get_str(&r, out))
+		return false;
+	*pos = r.off;
+	return true;
+}
+
+bool link_presence_next(const struct link_presence_list *l, size_t *pos,
+			struct link_presence_entry *out)
+{
+	struct wire_r r = { .p = l->raw, .len = l->raw_len, .off = *pos };
+
+	if (*pos >= l->raw_len)
+		return false;
+	get_str(&r, &out->identity);
+	get_str(&r, &out->device);
+	get_str(&r, &out->platform);
+	if (r.err)
+		return false;
+	*pos = r.off;
+	return true;
+}
+
+/* --- handshake --------------------------------------------------------- */
+
+int link_challenge(uint8_t out[LINK_CHALLENGE_LEN])
+{
+	return RAND_bytes(out, LINK_CHALLENGE_LEN) == 1 ? RB_OK : RB_EIO;
+}
+
+int link_auth_mac(const char *secret, const struct link_hello *prover,
+		  const struct link_hello *verifier, uint8_t out[LINK_MAC_LEN])
+{
+	uint8_t buf[sizeof(AUTH_LABEL) - 1 + 2 * LINK_CHALLENGE_LEN + 2 * (4 + 8)];
+	struct wire_w w = { .p = buf, .cap = sizeof(buf) };
+	unsigned int outlen = 0;
+
+	if (secret == NULL)
+		return RB_EINVAL;
+	wire_put(&w, AUTH_LABEL, sizeof(AUTH_LABEL) - 1);
+	wire_put(&w, verifier->challenge, LINK_CHALLENGE_LEN);
+	wire_put(&w, prover->challenge, LINK_CHALLENGE_LEN);
+	wire_u32(&w, prover->node_id);
+	wire_u64(&w, prover->incarnation);
+	wire_u32(&w, verifier->node_id);
+	wire_u64(&w, verifier->incarnation);
+	if (w.err || w.len != sizeof(buf))
+		return RB_EINVAL; /* cannot happen */
+	if (HMAC(EVP_sha256(), secret, (int)strlen(secret), buf, w.len, out,
+		 &outlen) == NULL || outlen != LINK_MAC_LEN)
+		return RB_EIO;
+	return RB_OK;
+}
+
+int link_auth_verify(const char *secret, const struct link_hello *prover,
+		     const struct link_hello *verifier, const uint8_t mac[LINK_MAC_LEN])
+{
+	uint8_t expect[LINK_MAC_LEN];
+	int rc = link_auth_mac(secret, prover, verifier, expect);
+
+	if (rc != RB_OK)
+		return rc;
+	return CRYPTO_memcmp(expect, mac, LINK_MAC_LEN) == 0 ? RB_OK : RB_EREFUSED;
+}
