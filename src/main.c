@@ -36,7 +36,7 @@ static void usage(FILE *f)
 		"usage: rainbow-server -f rainbow.ini [-p port] [--check]\n"
 		"\n"
 		"  -f, --config FILE  configuration file (see conf/rainbow.ini)\n"
-		"  -p, --port PORT    listen on PORT (overrides 'port' in the file)\n"
+		"  -p, --port PORT    listen on PORT, or 'auto' (overrides 'port' in the file)\n"
 		"      --check        validate the configuration and exit\n"
 		"  -h, --help         show this help\n"
 		"  -v, --version      show the version\n"

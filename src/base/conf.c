@@ -31,6 +31,7 @@ struct opt {
 /* The table. Keep it in the order of conf/rainbow.ini. */
 static const struct opt opts[] = {
 	O(port, T_INT, "1984", 1, 65535),
+	O(port_range, T_STR, "1984-2013", 0, 0),
 	O(bind, T_STR, "0.0.0.0", 0, 0),
 	O(api_port, T_INT, "0", 0, 65535),
 	O(tls_port, T_INT, "0", 0, 65535),
@@ -105,6 +106,23 @@ static int parse_number(const char *s, double *out)
 	return *end ? (int)(unsigned char)*end : 0;
 }
 
+int conf_port_range(const char *s, int *lo, int *hi)
+{
+	char *end;
+	long a = strtol(s, &end, 10), b;
+	if (end == s || *end != '-')
+		return RB_EINVAL;
+	const char *p = end + 1;
+	b = strtol(p, &end, 10);
+	if (end == p || *end || a < 1 || b > 65535 || a > b)
+		return RB_EINVAL;
+	if (lo)
+		*lo = (int)a;
+	if (hi)
+		*hi = (int)b;
+	return RB_OK;
+}
+
 static int set_value(struct conf *c, const struct opt *o, const char *val,
 		     char *err, size_t errlen)
 {
@@ -144,6 +162,11 @@ static int set_value(struct conf *c, const struct opt *o, const char *val,
 				return RB_EINVAL;
 			}
 		}
+		if (strcmp(o->name, "port_range") == 0 && conf_port_range(dup, NULL, NULL) != RB_OK) {
+			snprintf(err, errlen, "%s: '%s' is not a range like 1984-2013 (1..65535)",
+				 o->name, val);
+			return RB_EINVAL;
+		}
 		return RB_OK;
 	}
 	case T_BOOL:
@@ -160,6 +183,10 @@ static int set_value(struct conf *c, const struct opt *o, const char *val,
 		}
 		return RB_OK;
 	case T_INT:
+		if (strcmp(o->name, "port") == 0 && strcasecmp(val, "auto") == 0) {
+			*(int *)field = 0; /* the first free one of port_range */
+			return RB_OK;
+		}
 		if (parse_number(val, &v) != 0 || v != floor(v)) {
 			snprintf(err, errlen, "%s: '%s' is not an integer", o->name, val);
 			return RB_EINVAL;

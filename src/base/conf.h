@@ -14,7 +14,8 @@
 
 struct conf {
 	/* listeners */
-	int port;
+	int port;                  /* 0: auto, the first free one of port_range */
+	char *port_range;
 	char *bind;
 	int api_port;
 	int tls_port;
@@ -91,6 +92,10 @@ int conf_set(struct conf *c, const char *name, const char *value, char *err,
 /* Rules that span several options (e.g. tls_port needs tls_cert and
  * tls_key). RB_OK or RB_EINVAL with a message naming the options. */
 int conf_check(const struct conf *c, char *err, size_t errlen);
+
+/* Parse "lo-hi" (1 <= lo <= hi <= 65535); lo/hi may be NULL. RB_OK or
+ * RB_EINVAL. */
+int conf_port_range(const char *s, int *lo, int *hi);
 
 /* Free the strings held by c. */
 void conf_free(struct conf *c);

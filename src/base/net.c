@@ -182,6 +182,26 @@ void net_listener_free(struct net_listener *l)
 	free(l);
 }
 
+bool net_port_free(const char *host, int port)
+{
+	struct sockaddr_storage ss;
+	int sl = sizeof(ss), one = 1;
+	char addr[300];
+
+	snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+	memset(&ss, 0, sizeof(ss));
+	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sl) != 0)
+		return false;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	/* As the real listener does, so a port in TIME_WAIT counts as free. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	bool ok = bind(fd, (struct sockaddr *)&ss, (socklen_t)sl) == 0;
+	close(fd);
+	return ok;
+}
+
 void net_nodelay(int fd)
 {
 	int one = 1;

@@ -5,6 +5,8 @@
 #ifndef RB_NET_H
 #define RB_NET_H
 
+#include <stdbool.h>
+
 #include <stddef.h>
 
 struct event_base;
@@ -40,6 +42,10 @@ void net_listener_free(struct net_listener *l);
 
 /* Small frames are the norm here: send them now, not after 40 ms. */
 void net_nodelay(int fd);
+
+/* Could a TCP listener bind bind:port right now? (Checked by binding and
+ * closing a socket: another process may still take it before we do.) */
+bool net_port_free(const char *bind, int port);
 
 /* "ip:port" of the peer of fd into buf ("?" if unknown). */
 void net_peer_name(int fd, char *buf, size_t len);

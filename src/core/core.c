@@ -25,6 +25,7 @@
 #include "src/http/httpd.h"
 #include "src/base/log.h"
 #include "src/base/metrics.h"
+#include "src/base/net.h"
 #include "src/base/rbuf.h"
 #include "src/base/timeutil.h"
 #include "src/edge/seam.h"
@@ -623,6 +624,18 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	core_maybe_stopped(c);
 }
 
+/* port = auto: the first port of port_range free on bind, or 0. */
+static int auto_port(const struct conf *conf)
+{
+	int lo, hi;
+	if (conf_port_range(conf->port_range, &lo, &hi) != RB_OK)
+		return 0;
+	for (int p = lo; p <= hi; p++)
+		if (net_port_free(conf->bind, p))
+			return p;
+	return 0;
+}
+
 struct core *core_new(struct conf *conf, const struct core_app *app)
 {
 	struct core *c = calloc(1, sizeof(*c));
@@ -685,7 +698,13 @@ struct core *core_new(struct conf *conf, const struct core_app *app)
 			     conf->request_body_timeout, app->http, c);
 	if (!c->httpd)
 		goto fail;
-	c->door = door_new(c->base, c->httpd, conf->bind, conf->port, conf->handshake_timeout,
+	int port = conf->port;
+	if (!port && !(port = auto_port(conf))) {
+		log_error("port = auto: no free port in port_range %s on %s", conf->port_range,
+			  conf->bind);
+		goto fail;
+	}
+	c->door = door_new(c->base, c->httpd, conf->bind, port, conf->handshake_timeout,
 			   on_upgrade, c);
 	if (!c->door)
 		goto fail;

@@ -127,6 +127,18 @@ static void test_set_and_check(void **state)
 	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_EINVAL);
 	assert_non_null(strstr(err, "api_port"));
 	assert_int_equal(conf_set(&c, "api_port", "0", err, sizeof(err)), RB_OK);
+	assert_int_equal(conf_set(&c, "port", "auto", err, sizeof(err)), RB_OK);
+	assert_int_equal(c.port, 0);
+	assert_int_equal(conf_set(&c, "port", "0", err, sizeof(err)), RB_EINVAL);
+	assert_int_equal(conf_set(&c, "port_range", "3000-3001", err, sizeof(err)), RB_OK);
+	int lo = 0, hi = 0;
+	assert_int_equal(conf_port_range(c.port_range, &lo, &hi), RB_OK);
+	assert_int_equal(lo, 3000);
+	assert_int_equal(hi, 3001);
+	assert_int_equal(conf_set(&c, "port_range", "3000", err, sizeof(err)), RB_EINVAL);
+	assert_int_equal(conf_set(&c, "port_range", "0-5", err, sizeof(err)), RB_EINVAL);
+	assert_int_equal(conf_set(&c, "port_range", "5-70000", err, sizeof(err)), RB_EINVAL);
+	assert_int_equal(conf_set(&c, "port", "3000", err, sizeof(err)), RB_OK);
 	assert_int_equal(conf_set(&c, "serverinfo_auth", "password", err, sizeof(err)), RB_OK);
 	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_EINVAL);
 	assert_non_null(strstr(err, "admin_password"));
