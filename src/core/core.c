@@ -37,19 +37,35 @@ struct conn *core_conn(struct core *c, uint64_t id)
 	return idmap_get(&c->conns, id);
 }
 
-/* Identities are random: their first 64 bits index them well. conn_new
- * keeps these keys unique and non-zero. */
-static uint64_t identity_key(const char *identity)
+/* n lowercase hex digits as a number; false if one is not. */
+static bool hex_digits(const char *s, int n, uint64_t *out)
 {
 	uint64_t k = 0;
-	for (int i = 0; i < 16; i++) {
-		char ch = identity[i];
+	for (int i = 0; i < n; i++) {
+		char ch = s[i];
 		int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
 		if (v < 0)
-			return 0;
+			return false;
 		k = k << 4 | (uint64_t)v;
 	}
-	return k;
+	*out = k;
+	return true;
+}
+
+/* Identities are random at the front: their first 64 bits index them
+ * well. conn_new keeps these keys unique and non-zero. */
+static uint64_t identity_key(const char *identity)
+{
+	uint64_t k;
+	return hex_digits(identity, 16, &k) ? k : 0;
+}
+
+uint32_t identity_node(const char *identity)
+{
+	uint64_t v;
+	if (!identity || strlen(identity) != 64 || !hex_digits(identity + 56, 8, &v))
+		return 0;
+	return (uint32_t)v;
 }
 
 bool conn_reachable(const struct conn *cn)
@@ -206,6 +222,13 @@ static struct conn *conn_new(struct core *c, uint64_t id)
 			free(cn);
 			return NULL;
 		}
+		/* 28 random bytes, then this node's id: a cluster routes an
+		 * identity to its node without asking anyone (224 random bits
+		 * keep it unguessable). */
+		rnd[28] = (unsigned char)(c->node_id >> 24);
+		rnd[29] = (unsigned char)(c->node_id >> 16);
+		rnd[30] = (unsigned char)(c->node_id >> 8);
+		rnd[31] = (unsigned char)c->node_id;
 		rb_hex(rnd, sizeof(rnd), cn->identity);
 		key = identity_key(cn->identity);
 	} while (!key || idmap_get(&c->by_identity, key));
@@ -643,6 +666,11 @@ struct core *core_new(struct conf *conf, const struct core_app *app)
 		return NULL;
 	c->conf = conf;
 	c->app = app;
+	/* This node's id: random per start, never 0 (docs/cluster-protocol.md). */
+	do {
+		if (RAND_bytes((unsigned char *)&c->node_id, sizeof(c->node_id)) != 1)
+			c->node_id = (uint32_t)time(NULL) ^ (uint32_t)getpid();
+	} while (!c->node_id);
 	thread_owner_set(&c->owner); /* the loop runs on the creating thread */
 	c->inbox_fd = -1;
 	c->started = time(NULL);

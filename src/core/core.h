@@ -93,6 +93,7 @@ struct core {
 	struct conf *conf;
 	const struct core_app *app;
 	struct thread_owner owner; /* the core thread: asserted at entry points */
+	uint32_t node_id;          /* random per start, non-zero; tags identities */
 	struct event_base *base;
 	struct idmap conns;        /* id -> struct conn */
 	struct idmap by_identity;  /* identity_key() -> struct conn */
@@ -178,6 +179,9 @@ void core_free(struct core *c);
 struct conn *core_conn(struct core *c, uint64_t id);
 /* The connection with this identity, or NULL. */
 struct conn *core_conn_by_identity(struct core *c, const char *identity);
+/* The node an identity was made on (its last 8 hex digits), 0 if it is not
+ * an identity. Every node tags the identities it makes with its node_id. */
+uint32_t identity_node(const char *identity);
 /* Can the REST API act on cn? True once the connect hook admitted it, also
  * while its upgrade is still completing: the client may already have its
  * 101 (sent by the edge) and its backend may subscribe it at once; the edge

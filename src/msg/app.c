@@ -46,7 +46,7 @@ static int init(struct core *c, char *err, size_t errlen)
 		.cooldown = conf->breaker_cooldown,
 	};
 	c->guard = guard_new(&go);
-	c->engine = engine_local_new();
+	c->engine = engine_local_new(c->node_id);
 	c->pushes = calloc(1, sizeof(*c->pushes));
 	if (!c->pushes || !c->channels || !c->store || !c->nonces || !c->guard || !c->engine) {
 		snprintf(err, errlen, "out of memory");

@@ -8,7 +8,9 @@
  * connections and devices that live on one node (identities carry their
  * node), summed receipts, cluster-wide occupy/kick/presence.
  *
- * Node ids are non-zero 32-bit numbers; 0 means "this node" or "nowhere".
+ * Node ids are non-zero 32-bit numbers, random per start (struct core's
+ * node_id, which also tags every identity made on the node: see
+ * identity_node() in src/core/core.h); 0 means "this node" or "nowhere".
  * The local engine (engine_local_new) is the single-node implementation:
  * there are no other nodes, so every lookup answers 0 and nothing is sent.
  *
@@ -92,7 +94,7 @@ struct engine {
 	const struct engine_ops *ops;
 };
 
-/* The single-node engine. */
-struct engine *engine_local_new(void);
+/* The single-node engine; self_id is this node's id (core.node_id). */
+struct engine *engine_local_new(uint32_t self_id);
 
 #endif

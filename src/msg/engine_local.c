@@ -5,9 +5,14 @@
 #include "protocol/rb.h"
 #include "src/msg/engine.h"
 
+struct local {
+	struct engine e;
+	uint32_t self;
+};
+
 static uint32_t self(struct engine *e)
 {
-	return 1;
+	return ((struct local *)e)->self;
 }
 
 static void interest(struct engine *e, const char *channel, bool on)
@@ -47,7 +52,7 @@ static int presence(struct engine *e, const char *channel,
 static size_t nodes(struct engine *e, struct engine_node *out, size_t cap)
 {
 	if (cap)
-		out[0] = (struct engine_node){ .id = 1, .addr = "", .up = true };
+		out[0] = (struct engine_node){ .id = self(e), .addr = "", .up = true };
 	return 1;
 }
 
@@ -70,10 +75,12 @@ static const struct engine_ops local_ops = {
 	.free = engine_free,
 };
 
-struct engine *engine_local_new(void)
+struct engine *engine_local_new(uint32_t self_id)
 {
-	struct engine *e = calloc(1, sizeof(*e));
-	if (e)
-		e->ops = &local_ops;
-	return e;
+	struct local *l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->e.ops = &local_ops;
+	l->self = self_id;
+	return &l->e;
 }

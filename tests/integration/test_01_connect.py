@@ -235,3 +235,30 @@ def test_serverinfo_signed_empty(gateway, backend):
     assert info["channels"] == [] and info["channels_cnt"] == 0, info
     assert isinstance(info["server"], str) and info["server"].endswith(":%d" % gw.port), info
     assert isinstance(info["process"], dict), info
+
+
+def test_identities_carry_their_node(gateway, backend):
+    """Every identity is 64 lowercase hex digits; its last 8 are the node's
+    id (random per start, the same for every connection of a node, so a
+    cluster routes an identity without asking), the rest random."""
+    gw = gateway()
+
+    async def body():
+        cs = [await Client.open(gw, subprotocols=["rainbow.v2"]) for _ in range(3)]
+        ids = [c.hello["identity"] for c in cs]
+        for c in cs:
+            await c.close()
+        return ids
+    ids = run(body())
+    assert all(re.fullmatch(r"[0-9a-f]{64}", i) for i in ids), ids
+    assert len({i[56:] for i in ids}) == 1, ids
+    assert ids[0][56:] != "00000000"
+    assert len({i[:56] for i in ids}) == 3, ids
+    gw.stop()
+    gw2 = gateway()
+
+    async def again():
+        c = await Client.open(gw2, subprotocols=["rainbow.v2"])
+        await c.close()
+        return c.hello["identity"]
+    assert run(again())[56:] != ids[0][56:]   # a new start, a new node id

@@ -62,7 +62,7 @@ static int setup(void **state)
 	f->c.sessions = strmap_new();
 	f->c.db = db_open(f->path, DB_NORMAL, err, sizeof(err));
 	assert_non_null(f->c.db);
-	f->c.engine = engine_local_new();
+	f->c.engine = engine_local_new(7);
 	f->two.ops = &two_ops;
 	*state = f;
 	return 0;
