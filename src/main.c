@@ -15,10 +15,12 @@
 #include <libwebsockets.h>
 #include <event2/event.h>
 
+#include "cluster/engine_lan.h"
 #include "protocol/rb.h"
 #include "src/base/conf.h"
 #include "src/core/core.h"
 #include "src/msg/app.h"
+#include "src/msg/engine.h"
 #include "src/base/log.h"
 #include "src/base/version.h"
 
@@ -113,6 +115,18 @@ int main(int argc, char **argv)
 	struct core *c = core_new(&conf, msg_app());
 	if (!c)
 		goto out;
+	/* The LAN cluster replaces the local engine once the main port is
+	 * bound (beacons carry it); the app's fini frees whichever is there. */
+	if (*conf.cluster_secret) {
+		struct engine *lan = engine_lan_new(c);
+		if (!lan) {
+			core_free(c);
+			log_close();
+			goto out;
+		}
+		c->engine->ops->free(c->engine);
+		c->engine = lan;
+	}
 	rc = core_run(c);
 	core_free(c);
 	log_close();

@@ -83,6 +83,11 @@ static const struct opt opts[] = {
 	O(session_max_bytes, T_BYTES, "16m", 1024, 1ll << 34),
 	O(session_overflow, T_STR, "drop_oldest", 0, 0),
 	O(udp_ports, T_STR, "2014-2024", 0, 0),
+	O(cluster_name, T_STR, "rainbow", 0, 0),
+	O(cluster_secret, T_STR, "", 0, 0),
+	O(cluster_seeds, T_STR, "", 0, 0),
+	O(cluster_beacon_interval, T_SECONDS, "1", 0.01, 3600),
+	O(cluster_peer_timeout, T_SECONDS, "5", 0.02, 86400),
 };
 
 static const struct opt *find_opt(const char *name)
@@ -361,6 +366,23 @@ int conf_check(const struct conf *c, char *err, size_t errlen)
 	if (strcmp(c->serverinfo_auth, "password") == 0 && !*c->admin_password) {
 		snprintf(err, errlen, "serverinfo_auth: 'password' needs admin_password");
 		return RB_EINVAL;
+	}
+	if (*c->cluster_secret) {
+		size_t n = strlen(c->cluster_name);
+		if (n < 1 || n > 64) {
+			snprintf(err, errlen, "cluster_name: must be 1 to 64 bytes");
+			return RB_EINVAL;
+		}
+		if (conf_port_range(c->udp_ports, NULL, NULL) != RB_OK) {
+			snprintf(err, errlen, "udp_ports: '%s' is not a range like 2014-2024 (1..65535)",
+				 c->udp_ports);
+			return RB_EINVAL;
+		}
+		if (c->cluster_peer_timeout <= c->cluster_beacon_interval) {
+			snprintf(err, errlen, "cluster_peer_timeout: must be longer than "
+				 "cluster_beacon_interval");
+			return RB_EINVAL;
+		}
 	}
 	const char *urls[] = { c->connect_url, c->forward_url, c->close_url };
 	const char *names[] = { "connect_url", "forward_url", "close_url" };

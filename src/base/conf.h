@@ -70,7 +70,13 @@ struct conf {
 	int session_max_messages;
 	size_t session_max_bytes;
 	char *session_overflow;
-	char *udp_ports;
+	char *udp_ports;           /* cluster: the UDP port range (first free one bound) */
+	/* LAN cluster (cluster/): off while cluster_secret is empty */
+	char *cluster_name;
+	char *cluster_secret;
+	char *cluster_seeds;       /* "host:port,host:port" */
+	double cluster_beacon_interval;
+	double cluster_peer_timeout;
 };
 
 /* Fill c with the built-in defaults (strings allocated). */

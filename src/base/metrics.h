@@ -31,7 +31,19 @@
 	X(M_CLOSE_HOOKS, "rainbow_close_hooks_total", "Close hooks sent") \
 	X(M_PUSHES, "rainbow_pushes_total", "Accepted /send/ calls") \
 	X(M_REST_ERRORS, "rainbow_rest_errors_total", "REST calls answered with an error status") \
-	X(M_SIGNATURE_ERRORS, "rainbow_signature_errors_total", "REST calls refused for their signature")
+	X(M_SIGNATURE_ERRORS, "rainbow_signature_errors_total", "REST calls refused for their signature") \
+	X(M_BEACONS_SENT, "rainbow_cluster_beacons_sent_total", "Cluster discovery beacons sent (one per destination)") \
+	X(M_BEACON_SEND_ERRORS, "rainbow_cluster_beacon_send_errors_total", "Cluster beacons that could not be sent (the destination is then backed off)") \
+	X(M_BEACONS_RECEIVED, "rainbow_cluster_beacons_received_total", "Cluster beacons received and accepted") \
+	X(M_BEACONS_MALFORMED, "rainbow_cluster_beacons_ignored_malformed_total", "Cluster beacons ignored: malformed") \
+	X(M_BEACONS_VERSION, "rainbow_cluster_beacons_ignored_version_total", "Cluster beacons ignored: not a beacon, or another version") \
+	X(M_BEACONS_FOREIGN, "rainbow_cluster_beacons_ignored_foreign_total", "Cluster beacons ignored: another cluster_name") \
+	X(M_BEACONS_FORGED, "rainbow_cluster_beacons_ignored_forged_total", "Cluster beacons ignored: MAC does not verify (forged, or another cluster_secret)") \
+	X(M_BEACONS_STALE, "rainbow_cluster_beacons_ignored_stale_total", "Cluster beacons ignored: timestamp too old or in the future") \
+	X(M_BEACONS_REPLAYED, "rainbow_cluster_beacons_ignored_replayed_total", "Cluster beacons ignored: not newer than one already accepted") \
+	X(M_BEACONS_SELF, "rainbow_cluster_beacons_ignored_self_total", "Cluster beacons ignored: this node's own") \
+	X(M_PEERS_JOINED, "rainbow_cluster_peers_joined_total", "Cluster peers discovered") \
+	X(M_PEERS_DROPPED, "rainbow_cluster_peers_dropped_total", "Cluster peers dropped (timed out, left, or restarted)")
 
 enum metric_id {
 #define METRIC_ENUM(id, name, help) id,

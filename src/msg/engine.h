@@ -54,6 +54,8 @@ struct engine_node {
 	uint32_t id;
 	char addr[64];         /* host:port of its REST API */
 	bool up;
+	uint64_t incarnation;  /* greater for each start; 0 if unknown */
+	int64_t age_ms;        /* since last heard from (0 for this node) */
 };
 
 struct engine_ops {

@@ -681,6 +681,26 @@ static bool serverinfo_allowed(struct core *c, struct httpd_req *req)
 	return true;
 }
 
+/* The other nodes the engine knows (the cluster is on), for ?cluster=1. */
+static json_t *cluster_peers(struct core *c)
+{
+	struct engine *e = c->engine;
+	size_t n = e->ops->nodes(e, NULL, 0);
+	struct engine_node *v = n ? calloc(n, sizeof(*v)) : NULL;
+	json_t *peers = json_array();
+
+	if (v && peers) {
+		n = e->ops->nodes(e, v, n);
+		for (size_t i = 1; i < n; i++) /* [0] is this node */
+			json_array_append_new(peers, json_pack("{s:I, s:s, s:I, s:I}",
+				"node", (json_int_t)v[i].id, "addr", v[i].addr,
+				"incarnation", (json_int_t)v[i].incarnation,
+				"age_ms", (json_int_t)v[i].age_ms));
+	}
+	free(v);
+	return peers;
+}
+
 static void serverinfo(struct core *c, struct httpd_req *req)
 {
 	char server[INET6_ADDRSTRLEN + 16];
@@ -698,12 +718,15 @@ static void serverinfo(struct core *c, struct httpd_req *req)
 			"forwards_in_flight", (json_int_t)c->fwd_inflight);
 		if (proc)
 			process_info(proc);
-		reply_json(req, 200, json_pack("{s:s, s:I, s:o, s:i, s:o}",
+		json_t *info = json_pack("{s:s, s:I, s:o, s:i, s:o}",
 			"server", server,
 			"channels_cnt", (json_int_t)channels_count(c->channels),
 			"channels", chans,
 			"status", 0,
-			"process", proc));
+			"process", proc);
+		if (info && strcmp(c->engine->ops->name, "local") != 0)
+			json_object_set_new(info, "peers", cluster_peers(c));
+		reply_json(req, 200, info);
 		return;
 	}
 	/* The HTML page of the original: one table per node (one node here). */
@@ -761,6 +784,13 @@ static void metrics_text(struct core *c, struct httpd_req *req)
 		"rainbow_commit_held %zu\n",
 		xq_depth(c->inbox), xq_depth(c->to_edge), xq_depth_max(c->inbox),
 		xq_depth_max(c->to_edge), commit_held(c->commit)) >= 0;
+	/* The cluster's membership, when it is on. */
+	if (ok && strcmp(c->engine->ops->name, "local") != 0)
+		ok = evbuffer_add_printf(out,
+			"# HELP rainbow_cluster_peers Other cluster nodes known now\n"
+			"# TYPE rainbow_cluster_peers gauge\n"
+			"rainbow_cluster_peers %zu\n",
+			c->engine->ops->nodes(c->engine, NULL, 0) - 1) >= 0;
 	free(routes);
 	reply_buffer(req, ok, "text/plain; version=0.0.4; charset=utf-8", out);
 }
