@@ -20,40 +20,6 @@ static uint32_t self(struct engine *e)
 	return discovery_self(((struct lan *)e)->disc);
 }
 
-static void interest(struct engine *e, const char *channel, bool on)
-{
-}
-
-static size_t channel_nodes(struct engine *e, const char *channel, uint32_t *out, size_t cap)
-{
-	return 0;
-}
-
-static uint32_t locate(struct engine *e, const char *name)
-{
-	return 0;
-}
-
-static int publish(struct engine *e, uint32_t node, const struct engine_push *m,
-		   struct push_leg *leg)
-{
-	return RB_ENOTFOUND;
-}
-
-static int remote(struct engine *e, uint32_t node, const struct engine_op *op,
-		  engine_done_fn done, void *arg)
-{
-	return RB_ENOTFOUND;
-}
-
-static int presence(struct engine *e, const char *channel,
-		    void (*fn)(void *arg, const char *identity, const char *device,
-			       const char *platform),
-		    void *arg)
-{
-	return RB_ENOTFOUND;
-}
-
 static size_t nodes(struct engine *e, struct engine_node *out, size_t cap)
 {
 	struct lan *l = (struct lan *)e;
@@ -84,25 +50,23 @@ static void lan_free(struct engine *e)
 	free(l);
 }
 
-static const struct engine_ops lan_ops = {
-	.name = "lan",
-	.self = self,
-	.interest = interest,
-	.channel_nodes = channel_nodes,
-	.locate_identity = locate,
-	.locate_device = locate,
-	.publish = publish,
-	.remote = remote,
-	.presence = presence,
-	.nodes = nodes,
-	.free = lan_free,
-};
+/* Discovery only so far: what crosses nodes still answers as on a single
+ * node (the local engine's operations), except who this node is and which
+ * nodes exist. */
+static struct engine_ops lan_ops;
 
 struct engine *engine_lan_new(struct core *c)
 {
 	struct lan *l = calloc(1, sizeof(*l));
 	if (!l)
 		return NULL;
+	if (!lan_ops.name) {
+		lan_ops = *engine_local_ops();
+		lan_ops.name = "lan";
+		lan_ops.self = self;
+		lan_ops.nodes = nodes;
+		lan_ops.free = lan_free;
+	}
 	l->e.ops = &lan_ops;
 	l->core = c;
 	l->disc = discovery_new(c);

@@ -62,31 +62,33 @@ static void put_count(struct wire_w *w, size_t n)
 	wire_u32(w, (uint32_t)n);
 }
 
-/* A list from items, or copied from a decoded list's raw bytes. */
+/* A list is written from its items or, for a decoded one (items NULL),
+ * copied from its raw bytes: the count, then true when that copy was it. */
+static bool put_list_head(struct wire_w *w, size_t n, bool has_items, const uint8_t *raw,
+			  size_t raw_len)
+{
+	put_count(w, n);
+	if (has_items || n == 0)
+		return false;
+	if (raw == NULL)
+		w->err = true;
+	else
+		wire_put(w, raw, raw_len);
+	return true;
+}
+
 static void put_names(struct wire_w *w, const struct link_names *l)
 {
-	put_count(w, l->n);
-	if (l->items == NULL && l->n != 0) {
-		if (l->raw == NULL)
-			w->err = true;
-		else
-			wire_put(w, l->raw, l->raw_len);
+	if (put_list_head(w, l->n, l->items != NULL, l->raw, l->raw_len))
 		return;
-	}
 	for (size_t i = 0; i < l->n; i++)
 		put_str(w, l->items[i]);
 }
 
 static void put_members(struct wire_w *w, const struct link_presence_list *l)
 {
-	put_count(w, l->n);
-	if (l->items == NULL && l->n != 0) {
-		if (l->raw == NULL)
-			w->err = true;
-		else
-			wire_put(w, l->raw, l->raw_len);
+	if (put_list_head(w, l->n, l->items != NULL, l->raw, l->raw_len))
 		return;
-	}
 	for (size_t i = 0; i < l->n; i++) {
 		put_str(w, l->items[i].identity);
 		put_str(w, l->items[i].device);

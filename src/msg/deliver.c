@@ -15,7 +15,6 @@
 #include "src/base/log.h"
 #include "src/base/metrics.h"
 #include "src/base/rbuf.h"
-#include "src/base/timeutil.h"
 #include "src/edge/seam.h"
 #include "src/msg/push.h"
 #include "src/msg/session.h"

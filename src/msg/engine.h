@@ -98,5 +98,9 @@ struct engine {
 
 /* The single-node engine; self_id is this node's id (core.node_id). */
 struct engine *engine_local_new(uint32_t self_id);
+/* Its operations, for an engine that answers some of them as a single node
+ * does (copy, then override). Their engine argument is only used by self,
+ * nodes and free. */
+const struct engine_ops *engine_local_ops(void);
 
 #endif

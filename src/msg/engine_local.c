@@ -75,6 +75,11 @@ static const struct engine_ops local_ops = {
 	.free = engine_free,
 };
 
+const struct engine_ops *engine_local_ops(void)
+{
+	return &local_ops;
+}
+
 struct engine *engine_local_new(uint32_t self_id)
 {
 	struct local *l = calloc(1, sizeof(*l));

@@ -20,8 +20,6 @@ struct push {
 	struct event *timer;
 };
 
-void push_count(struct push *p, enum push_outcome o, size_t n);
-
 static void finish(struct push *p, bool timed_out)
 {
 	/* Open legs: not answered in time. Each is detached before its owner
