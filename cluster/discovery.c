@@ -58,6 +58,8 @@ struct discovery {
 	size_t n_dests;
 	struct beacon_replay replay;
 	struct peer_table peers;
+	discovery_fn watch;
+	void *watch_arg;
 };
 
 int64_t discovery_clock_ms(void)
@@ -196,6 +198,12 @@ static void send_all(struct discovery *d, bool leaving)
 	}
 }
 
+static void tell(struct discovery *d, enum discovery_event ev, const struct peer *p, bool left)
+{
+	if (d->watch)
+		d->watch(d->watch_arg, ev, p, left);
+}
+
 static void on_expired(void *arg, const struct peer *p)
 {
 	char addr[64];
@@ -203,6 +211,7 @@ static void on_expired(void *arg, const struct peer *p)
 	log_info("cluster: peer %08x at %s dropped: not heard from for %lld ms", p->id, addr,
 		 (long long)((struct discovery *)arg)->timeout_ms);
 	metric_inc(M_PEERS_DROPPED);
+	tell(arg, DISCOVERY_GONE, p, false);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -255,15 +264,19 @@ static void handle(struct discovery *d, const uint8_t *buf, size_t len,
 		peer_addr(&old, oaddr, sizeof(oaddr));
 		log_info("cluster: peer %08x at %s replaced by a new start of it", old.id, oaddr);
 		metric_inc(M_PEERS_DROPPED);
+		tell(d, DISCOVERY_GONE, &old, false);
 		/* fall through */
 	case PEER_JOINED:
 		log_info("cluster: peer %08x at %s joined (incarnation %llu)", b.node_id, addr,
 			 (unsigned long long)b.incarnation);
 		metric_inc(M_PEERS_JOINED);
+		now.incarnation = b.incarnation;
+		tell(d, DISCOVERY_JOINED, &now, false);
 		break;
 	case PEER_LEFT:
 		log_info("cluster: peer %08x at %s left", b.node_id, addr);
 		metric_inc(M_PEERS_DROPPED);
+		tell(d, DISCOVERY_GONE, &old, true);
 		break;
 	case PEER_FULL:
 		log_warn("cluster: peer %08x at %s ignored: %d peers already", b.node_id, addr,
@@ -439,6 +452,12 @@ void discovery_free(struct discovery *d)
 		close(d->fd);
 	free(d->dests);
 	free(d);
+}
+
+void discovery_watch(struct discovery *d, discovery_fn fn, void *arg)
+{
+	d->watch = fn;
+	d->watch_arg = arg;
 }
 
 uint32_t discovery_self(const struct discovery *d)

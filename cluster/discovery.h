@@ -20,6 +20,7 @@
 #ifndef RB_DISCOVERY_H
 #define RB_DISCOVERY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,16 @@ struct discovery;
  * options, udp_ports and bind, and c->port. NULL on error (logged: no free
  * UDP port, bad seed, no random node id). */
 struct discovery *discovery_new(struct core *c);
+
+/* What discovery tells its watcher: a peer joined (or came back with a new
+ * incarnation: JOINED again), or is gone (timed out, left, or replaced by
+ * its new start, which is then reported JOINED). */
+enum discovery_event { DISCOVERY_JOINED, DISCOVERY_GONE };
+typedef void (*discovery_fn)(void *arg, enum discovery_event ev, const struct peer *p,
+			     bool left);
+
+/* One watcher (the mesh); fn runs on the core thread from the loop. */
+void discovery_watch(struct discovery *d, discovery_fn fn, void *arg);
 
 /* Send the leaving beacon now and stop beaconing (idempotent). */
 void discovery_leave(struct discovery *d);

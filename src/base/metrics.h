@@ -43,7 +43,16 @@
 	X(M_BEACONS_REPLAYED, "rainbow_cluster_beacons_ignored_replayed_total", "Cluster beacons ignored: not newer than one already accepted") \
 	X(M_BEACONS_SELF, "rainbow_cluster_beacons_ignored_self_total", "Cluster beacons ignored: this node's own") \
 	X(M_PEERS_JOINED, "rainbow_cluster_peers_joined_total", "Cluster peers discovered") \
-	X(M_PEERS_DROPPED, "rainbow_cluster_peers_dropped_total", "Cluster peers dropped (timed out, left, or restarted)")
+	X(M_PEERS_DROPPED, "rainbow_cluster_peers_dropped_total", "Cluster peers dropped (timed out, left, or restarted)") \
+	X(M_LINKS_UP, "rainbow_cluster_links_established_total", "Cluster links authenticated and up") \
+	X(M_LINKS_LOST, "rainbow_cluster_links_lost_total", "Cluster links that went down (closed, heartbeat timeout, peer left or restarted)") \
+	X(M_LINK_REFUSED, "rainbow_cluster_links_refused_total", "Cluster link handshakes refused (other version or cluster name, own id, wrong node, frames out of order)") \
+	X(M_LINK_AUTH_FAILED, "rainbow_cluster_link_auth_failures_total", "Cluster link handshakes whose AUTH did not verify (another cluster_secret, or forged)") \
+	X(M_LINK_PROTO_ERRORS, "rainbow_cluster_link_protocol_errors_total", "Cluster links closed for a malformed or unexpected frame") \
+	X(M_LINK_BACKPRESSURE, "rainbow_cluster_link_backpressure_total", "Frames not queued because a cluster link's output was over its high-water mark") \
+	X(M_REMOTE_PUBLISHES, "rainbow_cluster_publishes_sent_total", "Pushes sent to other nodes (one per node with recipients)") \
+	X(M_REMOTE_PUBLISHES_RX, "rainbow_cluster_publishes_received_total", "Pushes received from other nodes") \
+	X(M_REMOTE_LEGS_FAILED, "rainbow_cluster_legs_failed_total", "Remote legs of pushes counted as failed (node down, link full, no receipt in time)")
 
 enum metric_id {
 #define METRIC_ENUM(id, name, help) id,

@@ -35,6 +35,8 @@ struct door {
 	struct timeval head_tv;
 	door_upgrade_fn on_upgrade;
 	void *arg;
+	door_link_fn on_link;
+	void *link_arg;
 	struct peek *peeks; /* sockets whose head is still incomplete */
 };
 
@@ -105,6 +107,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (n <= 0) {
 		peek_free(p, true);
+		return;
+	}
+	if (buf[0] == 0 && d->on_link) {
+		/* A cluster link's first frame (u32 length < 2^24). */
+		p->fd = -1;
+		peek_free(p, false);
+		d->on_link(d->link_arg, (int)fd);
 		return;
 	}
 	size_t head_len = http_head_len(buf, (size_t)n);
@@ -194,6 +203,12 @@ struct door *door_new(struct event_base *base, struct httpd *http,
 fail:
 	door_free(d);
 	return NULL;
+}
+
+void door_on_link(struct door *d, door_link_fn fn, void *arg)
+{
+	d->on_link = fn;
+	d->link_arg = arg;
 }
 
 int door_port(const struct door *d)

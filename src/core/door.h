@@ -28,6 +28,12 @@ struct door;
 typedef void (*door_upgrade_fn)(void *arg, int fd, struct http_head *head,
 				size_t head_len);
 
+/* A cluster link (cluster/mesh.c) starts with a binary frame whose first
+ * byte is 0, which no HTTP request does: with a link handler set, such a
+ * socket goes to it (which then owns fd) instead of the HTTP server. */
+typedef void (*door_link_fn)(void *arg, int fd);
+void door_on_link(struct door *d, door_link_fn fn, void *arg);
+
 /* Binds bind:port (port 0 picks one). NULL on failure (logged). */
 struct door *door_new(struct event_base *base, struct httpd *http,
 		      const char *bind, int port, double head_timeout,

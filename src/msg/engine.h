@@ -53,9 +53,16 @@ typedef void (*engine_done_fn)(int rc, void *arg);
 struct engine_node {
 	uint32_t id;
 	char addr[64];         /* host:port of its REST API */
-	bool up;
+	bool up;               /* reachable now (a link is up) */
 	uint64_t incarnation;  /* greater for each start; 0 if unknown */
-	int64_t age_ms;        /* since last heard from (0 for this node) */
+	int64_t age_ms;        /* since last heard from (0 for this node, -1
+	                        * never) */
+	/* Other nodes, where the engine has links: */
+	const char *state;     /* static: "self", "up", "connecting", "down" */
+	bool discovered;       /* announced by discovery (not only linked) */
+	uint64_t frames_in, frames_out, bytes_in, bytes_out;
+	uint64_t links_up, links_lost;
+	size_t output_bytes;   /* queued on the link, unsent */
 };
 
 struct engine_ops {

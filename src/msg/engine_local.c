@@ -52,7 +52,7 @@ static int presence(struct engine *e, const char *channel,
 static size_t nodes(struct engine *e, struct engine_node *out, size_t cap)
 {
 	if (cap)
-		out[0] = (struct engine_node){ .id = self(e), .addr = "", .up = true };
+		out[0] = (struct engine_node){ .id = self(e), .addr = "", .up = true, .state = "self" };
 	return 1;
 }
 

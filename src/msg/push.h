@@ -43,6 +43,10 @@ struct push_leg {
 	 * the leg still open (timeout, abort), after the leg is detached; may
 	 * free the leg's owner. NULL: the leg failed. */
 	enum push_outcome (*expire)(struct push_leg *l);
+	/* Free for whoever sets expire (the cluster engine: its pending map
+	 * and the leg's key there). */
+	void *ctx;
+	uint64_t tag;
 };
 
 struct push_result {

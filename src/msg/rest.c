@@ -408,38 +408,125 @@ static void reply_ok(struct httpd_req *req)
 	core_reply(req_core(req), req, 200, NULL, "{\"status\":0}", 12);
 }
 
-/* The connection named by the body's identity; answers the error itself
- * and returns NULL when there is none. unsub: an unknown identity is not
- * an error in compat mode (the original answered {"status":0}). */
-static struct conn *body_conn(struct core *c, struct httpd_req *req, json_t *j, bool unsub)
+/* The identity a call acts on: a connection here, or the node that holds
+ * it (the cluster), or neither (answered already). */
+struct subject {
+	struct conn *cn;
+	uint32_t node;
+	const char *identity;
+};
+
+/* Finds the body's identity; answers the error itself and returns false
+ * when there is none. unsub: an unknown identity is not an error in compat
+ * mode (the original answered {"status":0}). */
+static bool body_subject(struct core *c, struct httpd_req *req, json_t *j, bool unsub,
+			 struct subject *out)
 {
 	const char *identity = json_str(j, "identity");
 	if (!identity) {
 		params_error(req, "identity (string) is required");
-		return NULL;
+		return false;
 	}
 	struct target t = { TARGET_IDENTITY, identity };
 	struct route_set rs;
-	struct conn *cn = NULL;
-	/* On another node the call is the engine's (the cluster); here only
-	 * connections of this node are acted on. */
-	if (route_resolve(c, &t, false, &rs) == RB_OK && rs.n_conns)
-		cn = core_conn(c, rs.conns[0]);
-	route_set_free(&rs);
-	if (!conn_reachable(cn)) {
-		if (unsub && !strict_codes(c))
-			reply_ok(req);
-		else
-			refuse(req, 404, "no such connection");
-		return NULL;
+	*out = (struct subject){ .identity = identity };
+	if (route_resolve(c, &t, false, &rs) == RB_OK) {
+		if (rs.n_conns)
+			out->cn = core_conn(c, rs.conns[0]);
+		else if (rs.n_nodes)
+			out->node = rs.nodes[0];
 	}
-	return cn;
+	route_set_free(&rs);
+	if (!conn_reachable(out->cn))
+		out->cn = NULL;
+	if (out->cn || out->node)
+		return true;
+	if (unsub && !strict_codes(c))
+		reply_ok(req);
+	else
+		refuse(req, 404, "no such connection");
+	return false;
+}
+
+/* A call carried out by another node: its answer is the REST answer. */
+struct remote_call {
+	struct httpd_req *req;
+	bool unsub;
+};
+
+static void on_remote_done(int rc, void *arg)
+{
+	struct remote_call *rc_ = arg;
+	struct httpd_req *req = rc_->req;
+	if (rc == RB_OK)
+		reply_ok(req);
+	else if (rc == RB_ENOTFOUND && rc_->unsub && !strict_codes(req_core(req)))
+		reply_ok(req);
+	else if (rc == RB_ENOTFOUND)
+		refuse(req, 404, "no such connection");
+	else
+		refuse(req, 503, rc == RB_ETIMEDOUT ? "cluster node did not answer in time"
+						    : "cluster node unreachable");
+	free(rc_);
+}
+
+/* Run op on node (0: every other node) and answer req with the outcome. */
+static void remote_call(struct core *c, struct httpd_req *req, uint32_t node,
+			const struct engine_op *op, bool unsub)
+{
+	struct remote_call *rc_ = malloc(sizeof(*rc_));
+	if (!rc_) {
+		fail(req, 503, "out of memory");
+		return;
+	}
+	*rc_ = (struct remote_call){ req, unsub };
+	int rc = c->engine->ops->remote(c->engine, node, op, on_remote_done, rc_);
+	if (rc != RB_OK) {
+		free(rc_);
+		if (rc == RB_ENOTFOUND && unsub && !strict_codes(c))
+			reply_ok(req);
+		else if (rc == RB_ENOTFOUND)
+			refuse(req, 404, "no such connection");
+		else
+			refuse(req, 503, "cluster node unreachable");
+	}
+}
+
+/* Occupy: channel becomes the subject's alone, here and (through the
+ * engine) on every other node; the subject joins where it lives. */
+static void occupy(struct core *c, struct httpd_req *req, const struct subject *sb,
+		   const char *channel)
+{
+	struct target t = { TARGET_CHANNEL, channel };
+	struct route_set rs;
+	if (route_resolve(c, &t, false, &rs) == RB_OK) {
+		for (size_t i = 0; i < rs.n_conns; i++) {
+			struct conn *other = core_conn(c, rs.conns[i]);
+			if (other && other != sb->cn)
+				conn_unsub(c, other, channel);
+		}
+		route_set_free(&rs);
+	}
+	/* Offline sessions are members too: they leave as well. */
+	core_batch(c);
+	db_sub_evict(c->db, channel, sb->cn && sb->cn->session ? sb->cn->device_id : NULL);
+	struct engine_op op = { .kind = ENGINE_OCCUPY, .identity = sb->identity,
+				.channel = channel };
+	if (sb->cn) {
+		/* Members elsewhere leave; nothing to wait for. */
+		c->engine->ops->remote(c->engine, 0, &op, NULL, NULL);
+		conn_sub(c, sb->cn, channel);
+		reply_ok(req);
+	} else {
+		/* Every other node evicts; the holder also subscribes it. */
+		remote_call(c, req, 0, &op, false);
+	}
 }
 
 static void rest_sub(struct core *c, struct httpd_req *req, bool sub)
 {
 	json_t *j;
-	struct conn *cn;
+	struct subject sb;
 	const char *channel;
 
 	if (!(j = json_body(req)))
@@ -449,35 +536,20 @@ static void rest_sub(struct core *c, struct httpd_req *req, bool sub)
 		params_error(req, "channel (non-empty string) is required");
 	} else if (sub && occ && !json_is_boolean(occ)) {
 		params_error(req, "occupy must be a boolean");
-	} else if ((cn = body_conn(c, req, j, !sub))) {
+	} else if (body_subject(c, req, j, !sub, &sb)) {
 		if (sub && json_is_true(occ)) {
-			/* Occupy: the channel becomes this connection's alone,
-			 * here and (through the engine) on every other node. */
-			struct target t = { TARGET_CHANNEL, channel };
-			struct route_set rs;
-			if (route_resolve(c, &t, false, &rs) == RB_OK) {
-				for (size_t i = 0; i < rs.n_conns; i++) {
-					struct conn *other = core_conn(c, rs.conns[i]);
-					if (other && other != cn)
-						conn_unsub(c, other, channel);
-				}
-				if (rs.n_nodes) {
-					struct engine_op op = { .kind = ENGINE_OCCUPY,
-								.identity = cn->identity,
-								.channel = channel };
-					c->engine->ops->remote(c->engine, 0, &op, NULL, NULL);
-				}
-				route_set_free(&rs);
-			}
-			/* Offline sessions are members too: they leave as well. */
-			core_batch(c);
-			db_sub_evict(c->db, channel, cn->session ? cn->device_id : NULL);
+			occupy(c, req, &sb, channel);
+		} else if (sb.cn) {
+			if (sub)
+				conn_sub(c, sb.cn, channel);
+			else
+				conn_unsub(c, sb.cn, channel);
+			reply_ok(req);
+		} else {
+			struct engine_op op = { .kind = sub ? ENGINE_SUB : ENGINE_UNSUB,
+						.identity = sb.identity, .channel = channel };
+			remote_call(c, req, sb.node, &op, !sub);
 		}
-		if (sub)
-			conn_sub(c, cn, channel);
-		else
-			conn_unsub(c, cn, channel);
-		reply_ok(req);
 	}
 	json_decref(j);
 }
@@ -485,22 +557,28 @@ static void rest_sub(struct core *c, struct httpd_req *req, bool sub)
 static void rest_kick(struct core *c, struct httpd_req *req)
 {
 	json_t *j;
-	struct conn *cn;
+	struct subject sb;
 
 	if (!(j = json_body(req)))
 		return;
 	json_t *code = json_object_get(j, "code"), *reason = json_object_get(j, "reason");
 	json_int_t cv = code ? (json_is_integer(code) ? json_integer_value(code) : -1) : 4000;
+	const char *why = reason && json_is_string(reason) ? json_string_value(reason) : "kicked";
 	if (cv != 1000 && (cv < 3000 || cv > 4999)) {
 		params_error(req, "code must be 1000 or 3000..4999");
 	} else if (reason && (!json_is_string(reason) || json_string_length(reason) > 120)) {
 		params_error(req, "reason must be a string of at most 120 bytes");
-	} else if ((cn = body_conn(c, req, j, false))) {
-		metric_inc(M_CONN_KICKED);
-		log_info("conn %s: kicked (%d)", cn->identity, (int)cv);
-		core_close_conn(c, cn->id, (uint16_t)cv,
-				reason ? json_string_value(reason) : "kicked");
-		reply_ok(req);
+	} else if (body_subject(c, req, j, false, &sb)) {
+		if (sb.cn) {
+			metric_inc(M_CONN_KICKED);
+			log_info("conn %s: kicked (%d)", sb.cn->identity, (int)cv);
+			core_close_conn(c, sb.cn->id, (uint16_t)cv, why);
+			reply_ok(req);
+		} else {
+			struct engine_op op = { .kind = ENGINE_KICK, .identity = sb.identity,
+						.code = (int)cv, .reason = why };
+			remote_call(c, req, sb.node, &op, false);
+		}
 	}
 	json_decref(j);
 }
@@ -518,8 +596,6 @@ static void add_presence(struct core *c, json_t *arr, const char *channel)
 							     cn->identity, "device", cn->device_id,
 							     "platform", cn->platform));
 	}
-	/* Members on other nodes come through the engine's presence (the
-	 * cluster); a single node has none. */
 	route_set_free(&rs);
 }
 
@@ -692,10 +768,11 @@ static json_t *cluster_peers(struct core *c)
 	if (v && peers) {
 		n = e->ops->nodes(e, v, n);
 		for (size_t i = 1; i < n; i++) /* [0] is this node */
-			json_array_append_new(peers, json_pack("{s:I, s:s, s:I, s:I}",
+			json_array_append_new(peers, json_pack("{s:I, s:s, s:I, s:I, s:s}",
 				"node", (json_int_t)v[i].id, "addr", v[i].addr,
 				"incarnation", (json_int_t)v[i].incarnation,
-				"age_ms", (json_int_t)v[i].age_ms));
+				"age_ms", (json_int_t)v[i].age_ms,
+				"link", v[i].state ? v[i].state : "down"));
 	}
 	free(v);
 	return peers;
@@ -795,6 +872,27 @@ static void metrics_text(struct core *c, struct httpd_req *req)
 	reply_buffer(req, ok, "text/plain; version=0.0.4; charset=utf-8", out);
 }
 
+struct pres_call {
+	struct httpd_req *req;
+	json_t *arr;
+	char channel[];
+};
+
+/* One member on another node; NULL identity: all nodes answered. */
+static void remote_member(void *arg, const char *identity, const char *device,
+			  const char *platform)
+{
+	struct pres_call *pc = arg;
+	if (identity) {
+		json_array_append_new(pc->arr, json_pack("{s:s, s:s?, s:s?}", "identity", identity,
+							 "device", device, "platform", platform));
+		return;
+	}
+	reply_json(pc->req, 200, json_pack("{s:i, s:s, s:o}", "status", 0, "channel",
+					   pc->channel, "connections", pc->arr));
+	free(pc);
+}
+
 static void list_channels(struct core *c, struct httpd_req *req, bool presence)
 {
 	json_t *arr = json_array();
@@ -810,6 +908,16 @@ static void list_channels(struct core *c, struct httpd_req *req, bool presence)
 		return;
 	}
 	add_presence(c, arr, ch);
+	struct pres_call *pc = malloc(sizeof(*pc) + strlen(ch) + 1);
+	if (pc) {
+		/* Members on other nodes: the answer waits for theirs. */
+		pc->req = req;
+		pc->arr = arr;
+		strcpy(pc->channel, ch);
+		if (c->engine->ops->presence(c->engine, ch, remote_member, pc) == RB_OK)
+			return;
+		free(pc);
+	}
 	reply_json(req, 200, json_pack("{s:i, s:s, s:o}", "status", 0, "channel", ch,
 				       "connections", arr));
 }

@@ -503,7 +503,16 @@ def db_query(path, sql, args=(), timeout=5.0):
 
 
 class Gateway:
-    """One rainbow-server process on free ports with a generated config."""
+    """One rainbow-server process on free ports with a generated config.
+
+    host: the address HTTP and WebSocket requests go to; cmd_prefix: argv
+    run before the binary (e.g. ("ip", "netns", "exec", "ns1") to start it in
+    another network namespace, which execs it: the pid stays the gateway's).
+    Both are plain attributes (set them before start()), so restart() keeps
+    them."""
+
+    host = "127.0.0.1"
+    cmd_prefix = ()
 
     def __init__(self, tmp_path, stub, name="gw", **overrides):
         self.tmp_path = Path(tmp_path)
@@ -546,7 +555,8 @@ class Gateway:
             raise AssertionError("gateway binary %s is missing or not executable "
                                  "(set RAINBOW_BIN or run make)" % binary)
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([binary, "-f", str(self.conf)] + list(extra_args),
+        self.proc = subprocess.Popen(list(self.cmd_prefix) + [binary, "-f", str(self.conf)]
+                                     + list(extra_args),
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=str(self.tmp_path),
                                      env=dict(os.environ, **env) if env else None,
@@ -563,7 +573,7 @@ class Gateway:
                 raise AssertionError("gateway exited with %s during start:\n%s" % (
                     self.proc.returncode, self.log_tail()))
             try:
-                r = http_request(self.port, "GET", "/hello/", timeout=1)
+                r = http_request(self.port, "GET", "/hello/", timeout=1, host=self.host)
                 if r.status == 200 and r.body.strip() == b"ok":
                     return
                 last = "HTTP %d %r" % (r.status, r.body[:100])
@@ -690,14 +700,14 @@ class Gateway:
         if query:
             path += ("&" if "?" in path else "?") + urllib.parse.urlencode(query)
         if tls:
-            return "wss://127.0.0.1:%d%s" % (int(self.opts["tls_port"]), path)
-        return "ws://127.0.0.1:%d%s" % (self.port, path)
+            return "wss://%s:%d%s" % (self.host, int(self.opts["tls_port"]), path)
+        return "ws://%s:%d%s" % (self.host, self.port, path)
 
     def get(self, target, **kw):
-        return http_request(self.port, "GET", target, **kw)
+        return http_request(self.port, "GET", target, host=self.host, **kw)
 
     def request(self, method, target, **kw):
-        return http_request(self.port, method, target, **kw)
+        return http_request(self.port, method, target, host=self.host, **kw)
 
     def signed(self, path, **query):
         q = dict(query)
@@ -726,7 +736,7 @@ class Gateway:
             body, (bytes, bytearray, str)) else "application/octet-stream"}
         h.update(headers or {})
         return http_request(self.port, method, target, body=data if body is not None else None,
-                            headers=h, timeout=timeout)
+                            headers=h, timeout=timeout, host=self.host)
 
     def api(self, method, path, query=None, body=None, **kw):
         """rest() + the answer must be JSON with Content-Type application/json."""

@@ -46,7 +46,7 @@ def peers(gw):
     assert isinstance(j["peers"], list), j
     out = {}
     for p in j["peers"]:
-        assert set(p) == {"node", "addr", "incarnation", "age_ms"}, p
+        assert set(p) == {"node", "addr", "incarnation", "age_ms", "link"}, p
         assert p["addr"] not in out, j
         out[p["addr"]] = p
     return out

@@ -1,0 +1,141 @@
+"""21 LAN cluster mesh on one host (nodes find each other through
+cluster_seeds on loopback, as in test 19): authenticated links come up, a
+channel push from any node reaches every member on every node exactly once
+and the receipt sums them, /sub/ /unsub/ /kick/ /presence/ and occupy act on
+identities held by other nodes, an identity push crosses nodes, and a node
+killed with SIGKILL during a push has its leg counted as failed long before
+the push's timeout. The same scenarios between network namespaces (real
+broadcast) are in test 20. Every wait is on a condition with a generous
+deadline."""
+import asyncio
+import time
+
+import rainbow as rb
+from rainbow import Client, Collector, run
+from test_19_discovery import DEADLINE, cluster, peers
+
+PAYLOAD = b'{"m":1}'
+
+
+def links_up(gws):
+    for gw in gws:
+        others = {"127.0.0.1:%d" % o.port for o in gws if o is not gw}
+        rb.wait_until(lambda: {a for a, p in peers(gw).items() if p["link"] == "up"} == others,
+                      DEADLINE, what="%s: links to the others up" % gw.name)
+
+
+def sends(col):
+    return [rb.decode(m) for _, m in col.frames if rb.decode(m).cmd == rb.SEND]
+
+
+async def members(gws, per_node, channel="room"):
+    """per_node clients on each gateway, each subscribed through its own node;
+    returns [(gw, client, collector)] once every node lists all members."""
+    out = []
+    for gw in gws:
+        for _ in range(per_node):
+            c = await Client.open(gw)
+            out.append((gw, c, Collector(c, auto=True)))
+    for gw, c, _ in out:
+        await asyncio.to_thread(gw.sub, c.identity, channel)
+    want = {c.identity for _, c, _ in out}
+    for gw in gws:
+        await rb.await_until(lambda: set(gw.presence(channel)) == want, DEADLINE,
+                             what="%s: presence lists the members of all nodes" % gw.name)
+    return out
+
+
+def test_links_come_up_and_channel_push_sums(gateway):
+    gws, _ = cluster(gateway)
+    links_up(gws)
+
+    async def main():
+        ms = await members(gws, 2)
+        for qos in (1, 2):
+            r = await asyncio.to_thread(gws[0].push, {"channel": "room", "qos": qos}, PAYLOAD)
+            assert r.status == 200 and r.json["status"] == 0, r.json
+            assert (r.json["connections"], r.json["failed"], r.json["pending"]) == (6, 0, 0), r.json
+        r = await asyncio.to_thread(gws[1].push, {"channel": "room", "qos": 0}, PAYLOAD)
+        assert r.json["status"] == 0, r.json
+        for _, c, col in ms:
+            await rb.await_until(lambda: len(sends(col)) == 3, DEADLINE,
+                                 what="each member gets each push once")
+        await asyncio.sleep(0.3)
+        for _, c, col in ms:
+            got = sends(col)
+            assert [p.qos for p in got] == [1, 2, 0], got
+            assert all(p.payload == PAYLOAD for p in got), got
+    run(main())
+    for gw in gws:
+        m = gw.metrics()
+        assert m["rainbow_cluster_links_established_total"][3][0][2] >= 2
+
+
+def test_remote_sub_unsub_kick_presence_occupy(gateway):
+    a, b, c = gws = cluster(gateway)[0]
+    links_up(gws)
+
+    async def main():
+        cb = await Client.open(b)
+        colb = Collector(cb, auto=True)
+        cc = await Client.open(c)
+        colc = Collector(cc, auto=True)
+        # /sub/ through node a of identities held by b and c.
+        await asyncio.to_thread(a.sub, cb.identity, "news")
+        await asyncio.to_thread(a.sub, cc.identity, "news")
+        await rb.await_until(lambda: set(a.presence("news")) == {cb.identity, cc.identity},
+                             DEADLINE, what="presence across nodes")
+        r = await asyncio.to_thread(c.push, {"channel": "news", "qos": 1}, PAYLOAD)
+        assert (r.json["connections"], r.json["failed"]) == (2, 0), r.json
+        # /unsub/ through a: the next push misses it.
+        await asyncio.to_thread(a.unsub, cb.identity, "news")
+        await rb.await_until(lambda: set(c.presence("news")) == {cc.identity}, DEADLINE,
+                             what="unsub seen on c")
+        r = await asyncio.to_thread(a.push, {"channel": "news", "qos": 1}, PAYLOAD)
+        assert (r.json["connections"], r.json["failed"]) == (1, 0), r.json
+        assert len(sends(colb)) == 1 and len(sends(colc)) == 2
+        # occupy through a for b's client: c's member leaves.
+        await asyncio.to_thread(a.sub, cb.identity, "news", True)
+        await rb.await_until(lambda: set(a.presence("news")) == {cb.identity}, DEADLINE,
+                             what="occupy leaves only b's client")
+        # identity push through a to c's client.
+        r = await asyncio.to_thread(a.push, {"identity": cc.identity, "qos": 1}, PAYLOAD)
+        assert (r.json["status"], r.json["connections"]) == (0, 1), r.json
+        # an unknown identity of a live node: no such connection.
+        ghost = cc.identity[:50] + "00000000000000"[:6] + cc.identity[56:]
+        r = a.api("POST", "/sub/", body={"identity": ghost, "channel": "x"})
+        assert r.json["status"] == 1, r.json
+        # /kick/ through a of c's client.
+        r = a.api("POST", "/kick/", body={"identity": cc.identity, "code": 4321,
+                                          "reason": "bye"})
+        assert r.json == {"status": 0}, r.json
+        await rb.await_until(lambda: colc.closed is not None, DEADLINE, what="kicked")
+        assert colc.closed.code == 4321, colc.closed
+    run(main())
+
+
+def test_kill9_node_counts_its_leg_failed(gateway):
+    a, b, c = gws = cluster(gateway)[0]
+    links_up(gws)
+
+    async def main():
+        ca = await Client.open(a)
+        Collector(ca, auto=True)
+        cc = await Client.open(c)
+        silent = Collector(cc, auto=False)   # receives, never ACKs
+        await asyncio.to_thread(a.sub, ca.identity, "k")
+        await asyncio.to_thread(c.sub, cc.identity, "k")
+        await rb.await_until(lambda: len(a.presence("k")) == 2, DEADLINE, what="members")
+        t0 = time.monotonic()
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(a.push, {"channel": "k", "qos": 1, "timeout": 30}, PAYLOAD))
+        await rb.await_until(lambda: sends(silent), DEADLINE, what="c's client got the push")
+        c.kill9()
+        r = await task
+        took = time.monotonic() - t0
+        assert took < 20, took
+        assert (r.json["connections"], r.json["failed"]) == (1, 1), r.json
+    run(main())
+    rb.wait_until(lambda: "127.0.0.1:%d" % c.port not in peers(a), DEADLINE,
+                  what="a drops the killed node")
+    assert a.serverinfo()["status"] == 0
