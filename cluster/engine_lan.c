@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -23,6 +24,8 @@
 #include "src/msg/membership.h"
 #include "src/msg/push.h"
 #include "src/msg/route.h"
+#include "src/msg/session.h"
+#include "src/base/timeutil.h"
 #include "storage/db.h"
 
 /* Names per INTEREST_FULL / members per PRESENCE_RESP frame. */
@@ -61,13 +64,25 @@ struct call {
 	uint32_t node;
 };
 
+/* What other nodes announced: names (channels with members there, or
+ * devices whose session they hold) -> nodes, and per node its names (to
+ * forget them when it goes). */
+struct dir {
+	struct strmap *where;        /* name -> struct where */
+	struct idmap of;             /* node -> struct strmap (its names) */
+};
+
+struct take;
+struct give;
+
 struct lan {
 	struct engine e;             /* first: the engine is the lan */
 	struct core *core;
 	struct discovery *disc;
 	struct mesh *mesh;
-	struct strmap *where;        /* channel -> struct where */
-	struct idmap interest;       /* node -> struct strmap (its channels) */
+	struct dir channels, devices;
+	struct idmap takes;          /* request id -> struct take (sessions coming) */
+	struct give *gives;          /* sessions going to other nodes */
 	struct idmap pubs;           /* push id -> struct rpub */
 	struct idmap calls;          /* op / presence request id -> struct call */
 	uint64_t next_id;
@@ -92,9 +107,9 @@ static char *dupn(struct link_str s)
 
 /* ---- interest: which nodes have members of which channel ---- */
 
-static void where_add(struct lan *l, const char *ch, uint32_t node)
+static void where_add(struct dir *d, const char *ch, uint32_t node)
 {
-	struct where *w = strmap_get(l->where, ch);
+	struct where *w = strmap_get(d->where, ch);
 	for (size_t i = 0; w && i < w->n; i++)
 		if (w->id[i] == node)
 			return;
@@ -104,15 +119,15 @@ static void where_add(struct lan *l, const char *ch, uint32_t node)
 		return;
 	nw->n = n;
 	nw->id[nw->n++] = node;
-	if (nw != w && strmap_put(l->where, ch, nw) != RB_OK) {
+	if (nw != w && strmap_put(d->where, ch, nw) != RB_OK) {
 		if (!w)
 			free(nw);
 	}
 }
 
-static void where_del(struct lan *l, const char *ch, uint32_t node)
+static void where_del(struct dir *d, const char *ch, uint32_t node)
 {
-	struct where *w = strmap_get(l->where, ch);
+	struct where *w = strmap_get(d->where, ch);
 	if (!w)
 		return;
 	for (size_t i = 0; i < w->n; i++)
@@ -121,13 +136,13 @@ static void where_del(struct lan *l, const char *ch, uint32_t node)
 			break;
 		}
 	if (!w->n)
-		free(strmap_del(l->where, ch));
+		free(strmap_del(d->where, ch));
 }
 
-static struct strmap *node_interest(struct lan *l, uint32_t node, bool create)
+static struct strmap *node_names(struct dir *d, uint32_t node, bool create)
 {
-	struct strmap *s = idmap_get(&l->interest, node);
-	if (!s && create && (s = strmap_new()) && idmap_put(&l->interest, node, s) != RB_OK) {
+	struct strmap *s = idmap_get(&d->of, node);
+	if (!s && create && (s = strmap_new()) && idmap_put(&d->of, node, s) != RB_OK) {
 		strmap_free(s);
 		s = NULL;
 	}
@@ -135,7 +150,7 @@ static struct strmap *node_interest(struct lan *l, uint32_t node, bool create)
 }
 
 struct forget_arg {
-	struct lan *l;
+	struct dir *d;
 	uint32_t node;
 };
 
@@ -143,34 +158,60 @@ static void forget_one(const char *ch, void *val, void *arg)
 {
 	struct forget_arg *f = arg;
 	(void)val;
-	where_del(f->l, ch, f->node);
+	where_del(f->d, ch, f->node);
 }
 
-static void interest_clear(struct lan *l, uint32_t node)
+static void dir_clear(struct dir *d, uint32_t node)
 {
-	struct strmap *s = idmap_del(&l->interest, node);
+	struct strmap *s = idmap_del(&d->of, node);
 	if (!s)
 		return;
-	struct forget_arg f = { l, node };
+	struct forget_arg f = { d, node };
 	strmap_foreach(s, forget_one, &f);
 	strmap_free(s);
 }
 
-static void interest_set(struct lan *l, uint32_t node, struct link_str name, bool add)
+static void dir_set(struct dir *d, uint32_t node, struct link_str name, bool add)
 {
 	char *ch = dupn(name);
-	struct strmap *s = node_interest(l, node, add);
+	struct strmap *s = node_names(d, node, add);
 	if (!ch || !s) {
 		free(ch);
 		return;
 	}
 	if (add && !strmap_get(s, ch)) {
 		if (strmap_put(s, ch, (void *)1) == RB_OK)
-			where_add(l, ch, node);
+			where_add(d, ch, node);
 	} else if (!add && strmap_del(s, ch)) {
-		where_del(l, ch, node);
+		where_del(d, ch, node);
 	}
 	free(ch);
+}
+
+static void free_where(const char *name, void *w, void *arg)
+{
+	(void)name;
+	(void)arg;
+	free(w);
+}
+
+static int dir_init(struct dir *d)
+{
+	return (d->where = strmap_new()) ? RB_OK : RB_ENOMEM;
+}
+
+static void dir_free(struct dir *d)
+{
+	size_t i = 0;
+	uint64_t id;
+	void *v;
+	while (idmap_next(&d->of, &i, &id, &v))
+		strmap_free(v);
+	idmap_free(&d->of);
+	if (d->where) {
+		strmap_foreach(d->where, free_where, NULL);
+		strmap_free(d->where);
+	}
 }
 
 /* ---- sending our interest ---- */
@@ -178,20 +219,24 @@ static void interest_set(struct lan *l, uint32_t node, struct link_str name, boo
 struct full {
 	struct lan *l;
 	uint32_t node;
+	uint8_t type;                /* INTEREST_FULL or DEVICES_FULL */
 	struct link_str *names;
+	char **owned;                /* copies to free after each frame, or NULL */
 	size_t n;
 	bool first, failed;
 };
 
 static void full_flush(struct full *f, bool last)
 {
-	struct link_msg m = { .type = LINK_INTEREST_FULL };
+	struct link_msg m = { .type = f->type };
 	m.u.interest_full.flags = (f->first ? LINK_PART_FIRST : 0) | (last ? LINK_PART_LAST : 0);
 	m.u.interest_full.channels.items = f->names;
 	m.u.interest_full.channels.n = f->n;
 	if (!f->failed && mesh_send(f->l->mesh, f->node, &m) != RB_OK)
 		f->failed = true;
 	f->first = false;
+	for (size_t i = 0; f->owned && i < f->n; i++)
+		free(f->owned[i]);
 	f->n = 0;
 }
 
@@ -204,34 +249,61 @@ static void full_one(const char *name, size_t members, void *arg)
 		full_flush(f, false);
 }
 
-static void send_interest_full(struct lan *l, uint32_t node)
+/* Device names come from the database, valid only during the callback:
+ * copied. */
+static void full_device(const char *device, void *arg)
 {
-	struct link_str names[PART_ITEMS];
-	struct full f = { l, node, names, 0, true, false };
+	struct full *f = arg;
+	char *d = strdup(device);
+	if (!d) {
+		f->failed = true;
+		return;
+	}
+	f->owned[f->n] = d;
+	f->names[f->n++] = LINK_STR(d);
+	if (f->n == PART_ITEMS)
+		full_flush(f, false);
+}
+
+static void send_full(struct lan *l, uint32_t node)
+{
+	static struct link_str names[PART_ITEMS];
+	static char *owned[PART_ITEMS];
+	struct full f = { l, node, LINK_INTEREST_FULL, names, NULL, 0, true, false };
 	channels_foreach(l->core->channels, full_one, &f);
 	full_flush(&f, true);
-	if (f.failed)
-		log_warn("cluster: could not send the channel interest to %08x", node);
+	struct full g = { l, node, LINK_DEVICES_FULL, names, owned, 0, true, false };
+	if (db_sessions_list(l->core->db, (int64_t)time(NULL), full_device, &g) != RB_OK)
+		g.failed = true;
+	full_flush(&g, true);
+	if (f.failed || g.failed)
+		log_warn("cluster: could not send this node's channels and devices to %08x", node);
+}
+
+static void delta_all(struct lan *l, uint8_t type, const char *name, bool on)
+{
+	uint32_t nodes[64];
+	size_t n = mesh_up_nodes(l->mesh, nodes, 64);
+	struct link_msg m = { .type = type, .u.interest_delta = { on, LINK_STR(name) } };
+	for (size_t i = 0; i < n && i < 64; i++)
+		if (mesh_send(l->mesh, nodes[i], &m) != RB_OK)
+			log_warn("cluster: %s of \"%s\" not sent to %08x", link_type_name(type),
+				 name, nodes[i]);
 }
 
 static void interest(struct engine *e, const char *channel, bool on)
 {
-	struct lan *l = lan_of(e);
-	uint32_t nodes[64];
-	size_t n = mesh_up_nodes(l->mesh, nodes, 64);
-	struct link_msg m = { .type = LINK_INTEREST_DELTA,
-			      .u.interest_delta = { on, LINK_STR(channel) } };
-	for (size_t i = 0; i < n && i < 64; i++)
-		if (mesh_send(l->mesh, nodes[i], &m) != RB_OK) {
-			/* The peer cannot be told: its view would be wrong
-			 * for good, so it is resent whole on the next link. */
-			log_warn("cluster: interest in \"%s\" not sent to %08x", channel, nodes[i]);
-		}
+	delta_all(lan_of(e), LINK_INTEREST_DELTA, channel, on);
+}
+
+static void device(struct engine *e, const char *dev, bool on)
+{
+	delta_all(lan_of(e), LINK_DEVICE_DELTA, dev, on);
 }
 
 static size_t channel_nodes(struct engine *e, const char *channel, uint32_t *out, size_t cap)
 {
-	struct where *w = strmap_get(lan_of(e)->where, channel);
+	struct where *w = strmap_get(lan_of(e)->channels.where, channel);
 	if (!w)
 		return 0;
 	for (size_t i = 0; i < w->n && i < cap; i++)
@@ -244,6 +316,14 @@ static uint32_t locate_identity(struct engine *e, const char *identity)
 	struct lan *l = lan_of(e);
 	uint32_t n = identity_node(identity);
 	return n && n != l->core->node_id && mesh_is_up(l->mesh, n) ? n : 0;
+}
+
+static uint32_t locate_device(struct engine *e, const char *dev)
+{
+	struct lan *l = lan_of(e);
+	struct where *w = strmap_get(l->devices.where, dev);
+	/* Two holders only during a move: the newest announcement wins. */
+	return w && w->n && mesh_is_up(l->mesh, w->id[w->n - 1]) ? w->id[w->n - 1] : 0;
 }
 
 /* ---- publish: our pushes to other nodes ---- */
@@ -354,6 +434,10 @@ struct inpub {
 static void on_inpub_done(const struct push_result *r, void *arg)
 {
 	struct inpub *ip = arg;
+	if (!ip->push_id) {
+		free(ip);
+		return;
+	}
 	struct link_msg m = { .type = LINK_RECEIPT };
 	m.u.receipt.push_id = ip->push_id;
 	m.u.receipt.acked = (uint32_t)r->acked;
@@ -395,25 +479,30 @@ static void on_publish(struct lan *l, uint32_t node, const struct link_msg *m)
 	}
 	/* Only what this node holds: a push from another node never travels
 	 * on (rs.nodes is ignored), so it cannot loop. */
-	if (!p->push_id || !p->qos) {
+	if (!p->qos) {
 		deliver_push(c, NULL, rs.conns, rs.n_conns, NULL, 0, 0, p->msgtype, p->payload.p,
 			     p->payload.n);
 	} else if (!rs.n_conns && !rs.n_offline) {
 		/* A channel with no member left here answers nobody; an
 		 * identity or device that is not here, one failed. */
-		receipt_now(l, node, p->push_id,
-			    t.kind == TARGET_CHANNEL || rs.kept_offline ? 0 : 1);
+		if (p->push_id)
+			receipt_now(l, node, p->push_id,
+				    t.kind == TARGET_CHANNEL || rs.kept_offline ? 0 : 1);
 	} else {
 		/* Our own timeout a little shorter than the sender's, so that
 		 * the receipt (with what is pending) is back before it gives
-		 * up on this leg. */
+		 * up on this leg. Push id 0: a message handed over with a
+		 * session, whose receipt went long ago; delivered all the
+		 * same, answered to nobody. */
 		double tmo = p->timeout_ms / 1000.0;
 		tmo -= tmo / 5 < 0.5 ? tmo / 5 : 0.5;
 		struct inpub *ip = malloc(sizeof(*ip));
 		struct push *ps = ip ? push_new(c->pushes, c->base, tmo, on_inpub_done, ip) : NULL;
 		if (!ps) {
 			free(ip);
-			receipt_now(l, node, p->push_id, (uint32_t)(rs.n_conns + rs.n_offline));
+			if (p->push_id)
+				receipt_now(l, node, p->push_id,
+					    (uint32_t)(rs.n_conns + rs.n_offline));
 		} else {
 			*ip = (struct inpub){ l, node, p->push_id };
 			deliver_push(c, ps, rs.conns, rs.n_conns, rs.offline, rs.n_offline, p->qos,
@@ -704,20 +793,455 @@ static void on_presence_resp(struct lan *l, uint32_t node, const struct link_msg
 		call_answered(l, m->u.presence_resp.req_id, RB_OK);
 }
 
+/* ---- sessions that move between nodes ---- */
+
+/* This node takes a session from another one (the device connected here). */
+struct take {
+	struct lan *l;
+	uint64_t id;
+	uint32_t node;
+	engine_done_fn done;
+	void *arg;
+	struct event *timer;
+	char device[];
+};
+
+static void take_end(struct take *t, int rc)
+{
+	idmap_del(&t->l->takes, t->id);
+	event_free(t->timer);
+	t->done(rc, t->arg);
+	free(t);
+}
+
+static void on_take_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct take *t = arg;
+	(void)fd;
+	(void)what;
+	log_warn("cluster: session of device %s: node %08x did not hand it over in time",
+		 t->device, t->node);
+	take_end(t, RB_ETIMEDOUT);
+}
+
+static int take_session(struct engine *e, uint32_t node, const char *dev, engine_done_fn done,
+			void *arg)
+{
+	struct lan *l = lan_of(e);
+	size_t n = strlen(dev) + 1;
+	struct take *t = calloc(1, sizeof(*t) + n);
+	if (!t)
+		return RB_ENOMEM;
+	*t = (struct take){ l, ++l->next_id, node, done, arg, NULL };
+	memcpy(t->device, dev, n);
+	t->timer = evtimer_new(l->core->base, on_take_timeout, t);
+	struct link_msg m = { .type = LINK_SESSION_TAKE,
+			      .u.session_take = { t->id, LINK_STR(dev) } };
+	int rc = t->timer ? idmap_put(&l->takes, t->id, t) : RB_ENOMEM;
+	if (rc == RB_OK && (rc = mesh_send(l->mesh, node, &m)) != RB_OK)
+		idmap_del(&l->takes, t->id);
+	if (rc != RB_OK) {
+		if (t->timer)
+			event_free(t->timer);
+		free(t);
+		return rc;
+	}
+	/* Twice a call's time: the state may be large. */
+	struct timeval tv = tv_from_seconds(2 * l->call_timeout);
+	evtimer_add(t->timer, &tv);
+	return RB_OK;
+}
+
+static void takes_node_down(struct lan *l, uint32_t node)
+{
+	size_t i = 0;
+	uint64_t id;
+	void *v;
+	while (idmap_next(&l->takes, &i, &id, &v))
+		if (((struct take *)v)->node == node) {
+			take_end(v, RB_EIO);
+			i = 0; /* the map changed */
+		}
+}
+
+static void takes_free(struct lan *l)
+{
+	size_t i = 0;
+	uint64_t id;
+	void *v;
+	while (idmap_next(&l->takes, &i, &id, &v)) {
+		struct take *t = v;
+		event_free(t->timer);
+		free(t);
+	}
+	idmap_free(&l->takes);
+}
+
+struct imported {
+	struct lan *l;
+	uint32_t node;
+	uint64_t req;
+	uint64_t take_id;   /* 0: nobody waits (timed out) */
+	bool ok;
+};
+
+static void on_import_committed(void *arg, bool committed)
+{
+	struct imported *im = arg;
+	struct lan *l = im->l;
+	int rc = committed && im->ok ? RB_OK : RB_EIO;
+	/* Now the old node may delete its copy: ours is durable. */
+	struct link_msg m = { .type = LINK_SESSION_DONE, .u.session_done = { im->req, rc } };
+	mesh_send(l->mesh, im->node, &m);
+	struct take *t = im->take_id ? idmap_get(&l->takes, im->take_id) : NULL;
+	if (t)
+		take_end(t, rc);
+	free(im);
+}
+
+static void import_channel(struct core *c, const char *device, struct link_str ch, bool *ok)
+{
+	char *name = dupn(ch);
+	if (!name || db_sub_add(c->db, device, name) != RB_OK)
+		*ok = false;
+	free(name);
+}
+
+/* The old node's answer: write the session here in the open batch; answer
+ * it and the waiting connection once committed. */
+static void take_state(struct lan *l, uint32_t node, const struct link_msg *m)
+{
+	struct core *c = l->core;
+	const __typeof__(m->u.session_state) *st = &m->u.session_state;
+	struct take *t = idmap_get(&l->takes, st->req_id);
+	if (!t || t->node != node) {
+		/* Gave up waiting: the old node keeps it. */
+		struct link_msg d = { .type = LINK_SESSION_DONE,
+				      .u.session_done = { st->req_id, RB_ETIMEDOUT } };
+		mesh_send(l->mesh, node, &d);
+		return;
+	}
+	if (st->rc != RB_OK) {
+		take_end(t, st->rc);
+		return;
+	}
+	struct imported *im = malloc(sizeof(*im));
+	if (!im) {
+		take_end(t, RB_ENOMEM);
+		return;
+	}
+	*im = (struct imported){ l, node, st->req_id, t->id, true };
+	const char *dev = t->device;
+	bool ok = true;
+	core_batch(c);
+	struct db_session s = { .expires_at = (int64_t)time(NULL) +
+					      (int64_t)c->conf->session_expiry,
+				.next_msgid = st->next_msgid };
+	if (db_session_put(c->db, dev, &s) != RB_OK)
+		ok = false;
+	size_t pos = 0;
+	struct link_str ch;
+	while (ok && link_names_next(&st->channels, &pos, &ch))
+		import_channel(c, dev, ch, &ok);
+	struct link_dlv_entry d;
+	pos = 0;
+	size_t n_dlv = 0;
+	while (ok && link_dlv_next(&st->dlvs, &pos, &d)) {
+		int64_t msg_id;
+		ok = db_msg_add(c->db, d.msgtype, d.qos, d.payload.p, d.payload.n, &msg_id) == RB_OK &&
+		     db_dlv_add(c->db, dev, d.msgid, msg_id, d.state) == RB_OK &&
+		     (!d.sent || db_dlv_set_sent(c->db, dev, d.msgid) == RB_OK);
+		n_dlv++;
+	}
+	struct link_up_entry u;
+	pos = 0;
+	while (ok && link_up_next(&st->ups, &pos, &u))
+		ok = db_up_begin(c->db, dev, u.msgid) == RB_OK &&
+		     (u.state != 2 || db_up_reply(c->db, dev, u.msgid, u.reply.p, u.reply.n) == RB_OK);
+	if (!ok)
+		log_error("cluster: session of device %s from %08x not stored whole; the old node "
+			  "keeps it", dev, node);
+	else
+		log_info("cluster: session of device %s taken from %08x: %zu channels, %zu messages",
+			 dev, node, st->channels.n, n_dlv);
+	im->ok = ok;
+	commit_hold_call(c->commit, on_import_committed, im);
+}
+
+/* This node gives a session away. */
+struct give {
+	struct give *next;
+	uint32_t node;
+	uint64_t req;
+	uint8_t sent[65536 / 8];   /* msgids handed over */
+	char device[];
+};
+
+struct export {
+	struct link_str *chans;
+	char **owned;
+	size_t n_ch, cap_ch;
+	struct link_dlv_entry *dlv;
+	size_t n_dlv, cap_dlv;
+	struct link_up_entry *up;
+	size_t n_up, cap_up;
+	bool failed;
+};
+
+static bool grow(void **v, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return true;
+	size_t nc = *cap ? *cap * 2 : 16;
+	void *nv = realloc(*v, nc * size);
+	if (!nv)
+		return false;
+	*v = nv;
+	*cap = nc;
+	return true;
+}
+
+static void export_channel(const char *ch, void *arg)
+{
+	struct export *x = arg;
+	char *d = strdup(ch);
+	size_t cap = x->cap_ch;
+	if (!d || !grow((void **)&x->chans, &cap, x->n_ch, sizeof(*x->chans)) ||
+	    !grow((void **)&x->owned, &x->cap_ch, x->n_ch, sizeof(*x->owned))) {
+		free(d);
+		x->failed = true;
+		return;
+	}
+	x->owned[x->n_ch] = d;
+	x->chans[x->n_ch++] = LINK_STR(d);
+}
+
+static void *dup_bytes(const void *p, size_t n)
+{
+	void *d = malloc(n ? n : 1);
+	if (d && n)
+		memcpy(d, p, n);
+	return d;
+}
+
+static void export_dlv(const struct db_dlv *d, void *arg)
+{
+	struct export *x = arg;
+	void *pl = dup_bytes(d->payload, d->len);
+	if (!pl || d->qos < 1 || d->qos > 2 ||
+	    !grow((void **)&x->dlv, &x->cap_dlv, x->n_dlv, sizeof(*x->dlv))) {
+		free(pl);
+		x->failed = true;
+		return;
+	}
+	x->dlv[x->n_dlv++] = (struct link_dlv_entry){ d->msgid, (uint8_t)d->state, d->sent, d->qos,
+						      d->msgtype, { pl, d->len } };
+}
+
+static void export_up(const struct db_up *u, void *arg)
+{
+	struct export *x = arg;
+	void *r = dup_bytes(u->reply, u->len);
+	if (!r || !grow((void **)&x->up, &x->cap_up, x->n_up, sizeof(*x->up))) {
+		free(r);
+		x->failed = true;
+		return;
+	}
+	x->up[x->n_up++] = (struct link_up_entry){ u->msgid, (uint8_t)u->state,
+						   { r, u->state == 2 ? u->len : 0 } };
+}
+
+static void export_free(struct export *x)
+{
+	for (size_t i = 0; i < x->n_ch; i++)
+		free(x->owned[i]);
+	for (size_t i = 0; i < x->n_dlv; i++)
+		free((void *)x->dlv[i].payload.p);
+	for (size_t i = 0; i < x->n_up; i++)
+		free((void *)x->up[i].reply.p);
+	free(x->chans);
+	free(x->owned);
+	free(x->dlv);
+	free(x->up);
+}
+
+struct state_out {
+	struct lan *l;
+	uint32_t node;
+	size_t len;
+	uint8_t frame[];
+};
+
+/* SESSION_STATE leaves once the detach of the holder here is committed,
+ * so that a crash of this node cannot bring back a session it gave away
+ * with an older state. */
+static void state_send(void *arg, bool committed)
+{
+	struct state_out *o = arg;
+	if (committed)
+		mesh_send_raw(o->l->mesh, o->node, o->frame, o->len);
+	free(o);
+}
+
+static void give_session(struct lan *l, uint32_t node, const struct link_msg *m)
+{
+	struct core *c = l->core;
+	char *dev = dupn(m->u.session_take.device);
+	struct link_msg r = { .type = LINK_SESSION_STATE };
+	r.u.session_state.req_id = m->u.session_take.req_id;
+	struct export x = { 0 };
+	struct db_session s;
+	if (!dev) {
+		r.u.session_state.rc = RB_ENOMEM;
+		mesh_send(l->mesh, node, &r);
+		return;
+	}
+	session_evict(c, dev); /* its holder here goes; the rows are whole */
+	core_batch(c);
+	if (db_session_get(c->db, dev, &s) != RB_OK ||
+	    (s.expires_at && s.expires_at <= (int64_t)time(NULL))) {
+		r.u.session_state.rc = RB_ENOTFOUND;
+	} else if (db_subs_of(c->db, dev, export_channel, &x) != RB_OK ||
+		   db_dlv_list(c->db, dev, export_dlv, &x) != RB_OK ||
+		   db_up_list(c->db, dev, export_up, &x) != RB_OK || x.failed) {
+		r.u.session_state.rc = RB_EIO;
+	} else {
+		r.u.session_state.next_msgid = s.next_msgid;
+		r.u.session_state.channels = (struct link_names){ x.chans, x.n_ch, NULL, 0 };
+		r.u.session_state.dlvs = (struct link_dlv_list){ x.dlv, x.n_dlv, NULL, 0 };
+		r.u.session_state.ups = (struct link_up_list){ x.up, x.n_up, NULL, 0 };
+	}
+	int len = link_encode(&r, NULL, 0);
+	if (len == RB_ETOOBIG) {
+		log_warn("cluster: session of device %s too large to move (over %u bytes)", dev,
+			 LINK_FRAME_MAX);
+		r.u.session_state = (__typeof__(r.u.session_state)){ .req_id = m->u.session_take.req_id,
+								      .rc = RB_ETOOBIG };
+		len = link_encode(&r, NULL, 0);
+	}
+	struct state_out *o = len > 0 ? malloc(sizeof(*o) + (size_t)len) : NULL;
+	struct give *g = r.u.session_state.rc == RB_OK ? calloc(1, sizeof(*g) + strlen(dev) + 1)
+						     : NULL;
+	if (o) {
+		*o = (struct state_out){ l, node, (size_t)len };
+		link_encode(&r, o->frame, o->len);
+		if (g) {
+			g->node = node;
+			g->req = m->u.session_take.req_id;
+			strcpy(g->device, dev);
+			for (size_t i = 0; i < x.n_dlv; i++)
+				g->sent[x.dlv[i].msgid / 8] |= (uint8_t)(1u << (x.dlv[i].msgid % 8));
+			g->next = l->gives;
+			l->gives = g;
+			log_info("cluster: session of device %s goes to %08x: %zu channels, "
+				 "%zu messages", dev, node, x.n_ch, x.n_dlv);
+		}
+		commit_hold_call(c->commit, state_send, o);
+	} else {
+		free(g);
+	}
+	export_free(&x);
+	free(dev);
+}
+
+/* Messages stored here for the device after its state left: they go on to
+ * its new node (durably there, no receipt: theirs was given when they were
+ * stored). */
+struct late {
+	struct lan *l;
+	struct give *g;
+	size_t n;
+};
+
+static void forward_late(const struct db_dlv *d, void *arg)
+{
+	struct late *lt = arg;
+	if (lt->g->sent[d->msgid / 8] & (1u << (d->msgid % 8)))
+		return;
+	struct engine_push p = { .device = lt->g->device, .qos = d->qos, .msgtype = d->msgtype,
+				 .payload = d->payload, .len = d->len,
+				 .timeout = lt->l->core->conf->session_expiry };
+	if (publish(&lt->l->e, lt->g->node, &p, NULL) == RB_OK)
+		lt->n++;
+}
+
+static struct give *give_unlink(struct lan *l, uint32_t node, uint64_t req)
+{
+	for (struct give **pp = &l->gives; *pp; pp = &(*pp)->next)
+		if ((*pp)->node == node && (*pp)->req == req) {
+			struct give *g = *pp;
+			*pp = g->next;
+			return g;
+		}
+	return NULL;
+}
+
+static void give_done(struct lan *l, uint32_t node, const struct link_msg *m)
+{
+	struct core *c = l->core;
+	struct give *g = give_unlink(l, node, m->u.session_done.req_id);
+	if (!g)
+		return;
+	if (m->u.session_done.rc != RB_OK) {
+		log_warn("cluster: session of device %s stays here: node %08x could not take it "
+			 "(%s)", g->device, node, rb_strerror(m->u.session_done.rc));
+	} else if (session_holder(c, g->device)) {
+		/* It came back here meanwhile: this copy is the live one. */
+		log_warn("cluster: session of device %s is held here again; not deleted",
+			 g->device);
+	} else {
+		struct late lt = { l, g, 0 };
+		core_batch(c);
+		db_dlv_list(c->db, g->device, forward_late, &lt);
+		db_session_delete(c->db, g->device);
+		device(&l->e, g->device, false);
+		log_info("cluster: session of device %s moved to %08x%s", g->device, node,
+			 lt.n ? " (with messages that arrived meanwhile)" : "");
+	}
+	free(g);
+}
+
+static void gives_node_down(struct lan *l, uint32_t node)
+{
+	/* No SESSION_DONE will come: the session stays here. */
+	for (struct give **pp = &l->gives; *pp;) {
+		struct give *g = *pp;
+		if (g->node == node) {
+			*pp = g->next;
+			free(g);
+		} else {
+			pp = &g->next;
+		}
+	}
+}
+
+static void gives_free(struct lan *l)
+{
+	while (l->gives) {
+		struct give *g = l->gives;
+		l->gives = g->next;
+		free(g);
+	}
+}
+
 /* ---- the mesh's callbacks ---- */
 
 static void on_up(void *arg, uint32_t node, uint64_t incarnation)
 {
 	struct lan *l = arg;
 	(void)incarnation;
-	interest_clear(l, node); /* a fresh FULL follows */
-	send_interest_full(l, node);
+	dir_clear(&l->channels, node); /* fresh FULLs follow */
+	dir_clear(&l->devices, node);
+	send_full(l, node);
 }
 
 static void on_down(void *arg, uint32_t node)
 {
 	struct lan *l = arg;
-	interest_clear(l, node);
+	dir_clear(&l->channels, node);
+	dir_clear(&l->devices, node);
+	takes_node_down(l, node);
+	gives_node_down(l, node);
 	/* Its legs of our pushes failed; its answers to our calls will not
 	 * come. Collect first: completing may start other work. */
 	size_t i = 0, n = 0, cap = 0;
@@ -766,17 +1290,31 @@ static void on_msg(void *arg, uint32_t node, const struct link_msg *m)
 {
 	struct lan *l = arg;
 	switch (m->type) {
-	case LINK_INTEREST_FULL: {
+	case LINK_INTEREST_FULL:
+	case LINK_DEVICES_FULL: {
+		struct dir *d = m->type == LINK_INTEREST_FULL ? &l->channels : &l->devices;
 		if (m->u.interest_full.flags & LINK_PART_FIRST)
-			interest_clear(l, node);
+			dir_clear(d, node);
 		size_t pos = 0;
 		struct link_str s;
 		while (link_names_next(&m->u.interest_full.channels, &pos, &s))
-			interest_set(l, node, s, true);
+			dir_set(d, node, s, true);
 		break;
 	}
 	case LINK_INTEREST_DELTA:
-		interest_set(l, node, m->u.interest_delta.channel, m->u.interest_delta.add);
+		dir_set(&l->channels, node, m->u.interest_delta.channel, m->u.interest_delta.add);
+		break;
+	case LINK_DEVICE_DELTA:
+		dir_set(&l->devices, node, m->u.interest_delta.channel, m->u.interest_delta.add);
+		break;
+	case LINK_SESSION_TAKE:
+		give_session(l, node, m);
+		break;
+	case LINK_SESSION_STATE:
+		take_state(l, node, m);
+		break;
+	case LINK_SESSION_DONE:
+		give_done(l, node, m);
 		break;
 	case LINK_PUBLISH:
 		on_publish(l, node, m);
@@ -865,13 +1403,6 @@ static size_t nodes(struct engine *e, struct engine_node *out, size_t cap)
 	return n + 1;
 }
 
-static void free_where(const char *name, void *w, void *arg)
-{
-	(void)name;
-	(void)arg;
-	free(w);
-}
-
 static void lan_free(struct engine *e)
 {
 	struct lan *l = lan_of(e);
@@ -880,17 +1411,10 @@ static void lan_free(struct engine *e)
 	size_t i = 0;
 	uint64_t id;
 	void *v;
-	while (idmap_next(&l->interest, &i, &id, &v))
-		strmap_free(v);
-	idmap_free(&l->interest);
-	if (l->where) {
-		/* values are struct where */
-		struct strmap *w = l->where;
-		l->where = NULL;
-		strmap_foreach(w, free_where, NULL);
-		strmap_free(w);
-	}
-	i = 0;
+	dir_free(&l->channels);
+	dir_free(&l->devices);
+	takes_free(l);
+	gives_free(l);
 	while (idmap_next(&l->pubs, &i, &id, &v))
 		free(v);
 	idmap_free(&l->pubs);
@@ -924,6 +1448,9 @@ struct engine *engine_lan_new(struct core *c)
 		lan_ops.interest = interest;
 		lan_ops.channel_nodes = channel_nodes;
 		lan_ops.locate_identity = locate_identity;
+		lan_ops.locate_device = locate_device;
+		lan_ops.device = device;
+		lan_ops.take_session = take_session;
 		lan_ops.publish = publish;
 		lan_ops.remote = remote;
 		lan_ops.presence = presence;
@@ -933,15 +1460,15 @@ struct engine *engine_lan_new(struct core *c)
 	l->e.ops = &lan_ops;
 	l->core = c;
 	l->call_timeout = c->conf->cluster_peer_timeout;
-	l->where = strmap_new();
-	l->disc = discovery_new(c);
+	bool dirs = dir_init(&l->channels) == RB_OK && dir_init(&l->devices) == RB_OK;
+	l->disc = dirs ? discovery_new(c) : NULL;
 	struct mesh_cb cb = { on_up, on_down, on_msg, l };
-	if (l->where && l->disc)
+	if (l->disc)
 		l->mesh = mesh_new(c, c->node_id, discovery_incarnation(l->disc), &cb);
 	if (!l->mesh) {
 		discovery_free(l->disc);
-		if (l->where)
-			strmap_free(l->where);
+		dir_free(&l->channels);
+		dir_free(&l->devices);
 		free(l);
 		return NULL;
 	}

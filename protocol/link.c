@@ -29,6 +29,11 @@ static const char *const type_names[] = {
 	[LINK_PRESENCE_REQ] = "PRESENCE_REQ",
 	[LINK_PRESENCE_RESP] = "PRESENCE_RESP",
 	[LINK_BYE] = "BYE",
+	[LINK_DEVICES_FULL] = "DEVICES_FULL",
+	[LINK_DEVICE_DELTA] = "DEVICE_DELTA",
+	[LINK_SESSION_TAKE] = "SESSION_TAKE",
+	[LINK_SESSION_STATE] = "SESSION_STATE",
+	[LINK_SESSION_DONE] = "SESSION_DONE",
 };
 
 const char *link_type_name(uint8_t type)
@@ -93,6 +98,42 @@ static void put_members(struct wire_w *w, const struct link_presence_list *l)
 		put_str(w, l->items[i].identity);
 		put_str(w, l->items[i].device);
 		put_str(w, l->items[i].platform);
+	}
+}
+
+static bool dlv_ok(const struct link_dlv_entry *d)
+{
+	return d->state >= 1 && d->state <= 3 && d->qos >= 1 && d->qos <= 2;
+}
+
+static void put_dlvs(struct wire_w *w, const struct link_dlv_list *l)
+{
+	if (put_list_head(w, l->n, l->items != NULL, l->raw, l->raw_len))
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct link_dlv_entry *d = &l->items[i];
+		if (!dlv_ok(d))
+			w->err = true;
+		wire_u16(w, d->msgid);
+		wire_u8(w, d->state);
+		wire_u8(w, d->sent ? 1 : 0);
+		wire_u8(w, d->qos);
+		wire_u16(w, d->msgtype);
+		put_blob(w, d->payload);
+	}
+}
+
+static void put_ups(struct wire_w *w, const struct link_up_list *l)
+{
+	if (put_list_head(w, l->n, l->items != NULL, l->raw, l->raw_len))
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct link_up_entry *u = &l->items[i];
+		if (u->state < 1 || u->state > 2)
+			w->err = true;
+		wire_u16(w, u->msgid);
+		wire_u8(w, u->state);
+		put_blob(w, u->reply);
 	}
 }
 
@@ -179,6 +220,32 @@ static bool put_payload(struct wire_w *w, const struct link_msg *m)
 		return true;
 	case LINK_BYE:
 		return true;
+	case LINK_DEVICES_FULL:
+		if (m->u.interest_full.flags & ~part_mask)
+			return false;
+		wire_u8(w, m->u.interest_full.flags);
+		put_names(w, &m->u.interest_full.channels);
+		return true;
+	case LINK_DEVICE_DELTA:
+		wire_u8(w, m->u.interest_delta.add ? 1 : 0);
+		put_str(w, m->u.interest_delta.channel);
+		return true;
+	case LINK_SESSION_TAKE:
+		wire_u64(w, m->u.session_take.req_id);
+		put_str(w, m->u.session_take.device);
+		return true;
+	case LINK_SESSION_STATE:
+		wire_u64(w, m->u.session_state.req_id);
+		wire_u32(w, (uint32_t)m->u.session_state.rc);
+		wire_u16(w, m->u.session_state.next_msgid);
+		put_names(w, &m->u.session_state.channels);
+		put_dlvs(w, &m->u.session_state.dlvs);
+		put_ups(w, &m->u.session_state.ups);
+		return true;
+	case LINK_SESSION_DONE:
+		wire_u64(w, m->u.session_done.req_id);
+		wire_u32(w, (uint32_t)m->u.session_done.rc);
+		return true;
 	default:
 		return false;
 	}
@@ -261,6 +328,58 @@ static void get_list(struct wire_r *r, size_t per, size_t *n, const uint8_t **ra
 	*n = count;
 	*raw = r->p + start;
 	*raw_len = r->off - start;
+}
+
+static bool get_dlv(struct wire_r *r, struct link_dlv_entry *d)
+{
+	d->msgid = wire_get_u16(r);
+	d->state = wire_get_u8(r);
+	uint8_t sent = wire_get_u8(r);
+	d->sent = sent == 1;
+	d->qos = wire_get_u8(r);
+	d->msgtype = wire_get_u16(r);
+	get_blob(r, &d->payload);
+	return !r->err && sent <= 1 && dlv_ok(d);
+}
+
+static bool get_up(struct wire_r *r, struct link_up_entry *u)
+{
+	u->msgid = wire_get_u16(r);
+	u->state = wire_get_u8(r);
+	get_blob(r, &u->reply);
+	return !r->err && u->state >= 1 && u->state <= 2;
+}
+
+/* A list of count entries of at least min bytes each, each checked by
+ * get: validated, kept as raw bytes. False for a bad entry (r->err for a
+ * truncated one). */
+static bool get_entries(struct wire_r *r, size_t min, bool (*get)(struct wire_r *, void *),
+			void *scratch, size_t *n, const uint8_t **raw, size_t *raw_len)
+{
+	uint32_t count = wire_get_u32(r);
+	size_t start = r->off;
+
+	if (r->err || count > wire_left(r) / min) {
+		r->err = true;
+		return true;
+	}
+	for (uint32_t i = 0; i < count; i++)
+		if (!get(r, scratch))
+			return r->err;
+	*n = count;
+	*raw = r->p + start;
+	*raw_len = r->off - start;
+	return true;
+}
+
+static bool get_dlv_v(struct wire_r *r, void *d)
+{
+	return get_dlv(r, d);
+}
+
+static bool get_up_v(struct wire_r *r, void *u)
+{
+	return get_up(r, u);
 }
 
 /* The payload of a message of type m->type; NULL or a reason. */
@@ -362,6 +481,45 @@ static const char *get_payload(struct wire_r *r, struct link_msg *m)
 		break;
 	case LINK_BYE:
 		break;
+	case LINK_DEVICES_FULL:
+		m->u.interest_full.flags = wire_get_u8(r);
+		if (!r->err && (m->u.interest_full.flags & ~part_mask))
+			return "unknown DEVICES_FULL flags";
+		get_list(r, 1, &m->u.interest_full.channels.n,
+			 &m->u.interest_full.channels.raw,
+			 &m->u.interest_full.channels.raw_len);
+		break;
+	case LINK_DEVICE_DELTA:
+		b = wire_get_u8(r);
+		if (!r->err && b > 1)
+			return "DEVICE_DELTA add is not 0 or 1";
+		m->u.interest_delta.add = b == 1;
+		get_str(r, &m->u.interest_delta.channel);
+		break;
+	case LINK_SESSION_TAKE:
+		m->u.session_take.req_id = wire_get_u64(r);
+		get_str(r, &m->u.session_take.device);
+		break;
+	case LINK_SESSION_STATE: {
+		struct link_dlv_entry d;
+		struct link_up_entry u;
+		m->u.session_state.req_id = wire_get_u64(r);
+		m->u.session_state.rc = (int32_t)wire_get_u32(r);
+		m->u.session_state.next_msgid = wire_get_u16(r);
+		get_list(r, 1, &m->u.session_state.channels.n, &m->u.session_state.channels.raw,
+			 &m->u.session_state.channels.raw_len);
+		if (!get_entries(r, 11, get_dlv_v, &d, &m->u.session_state.dlvs.n,
+				 &m->u.session_state.dlvs.raw, &m->u.session_state.dlvs.raw_len))
+			return "bad delivery in SESSION_STATE";
+		if (!get_entries(r, 7, get_up_v, &u, &m->u.session_state.ups.n,
+				 &m->u.session_state.ups.raw, &m->u.session_state.ups.raw_len))
+			return "bad upstream entry in SESSION_STATE";
+		break;
+	}
+	case LINK_SESSION_DONE:
+		m->u.session_done.req_id = wire_get_u64(r);
+		m->u.session_done.rc = (int32_t)wire_get_u32(r);
+		break;
 	default:
 		return "unknown frame type"; /* link_frame_len refused it already */
 	}
@@ -422,6 +580,26 @@ bool link_presence_next(const struct link_presence_list *l, size_t *pos,
 	get_str(&r, &out->device);
 	get_str(&r, &out->platform);
 	if (r.err)
+		return false;
+	*pos = r.off;
+	return true;
+}
+
+bool link_dlv_next(const struct link_dlv_list *l, size_t *pos, struct link_dlv_entry *out)
+{
+	struct wire_r r = { .p = l->raw, .len = l->raw_len, .off = *pos };
+
+	if (*pos >= l->raw_len || !get_dlv(&r, out))
+		return false;
+	*pos = r.off;
+	return true;
+}
+
+bool link_up_next(const struct link_up_list *l, size_t *pos, struct link_up_entry *out)
+{
+	struct wire_r r = { .p = l->raw, .len = l->raw_len, .off = *pos };
+
+	if (*pos >= l->raw_len || !get_up(&r, out))
 		return false;
 	*pos = r.off;
 	return true;

@@ -47,7 +47,12 @@ enum link_type {
 	LINK_PRESENCE_REQ = 11,
 	LINK_PRESENCE_RESP = 12,
 	LINK_BYE = 13,
-	LINK_TYPE_MAX = LINK_BYE,
+	LINK_DEVICES_FULL = 14,
+	LINK_DEVICE_DELTA = 15,
+	LINK_SESSION_TAKE = 16,
+	LINK_SESSION_STATE = 17,
+	LINK_SESSION_DONE = 18,
+	LINK_TYPE_MAX = LINK_SESSION_DONE,
 };
 
 /* Bytes of any length; p may be NULL when n is 0 (encode). */
@@ -72,6 +77,25 @@ struct link_presence_entry {
 	struct link_str identity, device, platform;
 };
 
+/* A stored delivery of a session (SESSION_STATE): state 1 WAIT_ACK,
+ * 2 WAIT_REC, 3 WAIT_COM; qos 1 or 2. */
+struct link_dlv_entry {
+	uint16_t msgid;
+	uint8_t state;
+	bool sent;
+	uint8_t qos;
+	uint16_t msgtype;
+	struct link_str payload;
+};
+
+/* A client's QoS 2 SEND remembered by a session: state 1 FORWARDING,
+ * 2 REPLIED (reply set). */
+struct link_up_entry {
+	uint16_t msgid;
+	uint8_t state;
+	struct link_str reply;
+};
+
 /*
  * A list in a message. To encode, set items (an array of n). Decoding
  * checks the whole list and sets raw/raw_len/n (items is NULL): walk it with
@@ -85,6 +109,19 @@ struct link_names {
 };
 struct link_presence_list {
 	const struct link_presence_entry *items; /* encode */
+	size_t n;
+	const uint8_t *raw;
+	size_t raw_len;
+};
+
+struct link_dlv_list {
+	const struct link_dlv_entry *items;
+	size_t n;
+	const uint8_t *raw;
+	size_t raw_len;
+};
+struct link_up_list {
+	const struct link_up_entry *items;
 	size_t n;
 	const uint8_t *raw;
 	size_t raw_len;
@@ -109,6 +146,17 @@ struct link_presence_list {
  * PRESENCE_RESP:  u64 request id, u8 flags (FIRST|LAST), u32 count,
  *                 count x (str identity, str device, str platform)
  * BYE:            nothing
+ * DEVICES_FULL:   as INTEREST_FULL (u.interest_full), naming devices whose
+ *                 session the sender holds
+ * DEVICE_DELTA:   as INTEREST_DELTA (u.interest_delta), a device
+ * SESSION_TAKE:   u64 request id, str device
+ * SESSION_STATE:  u64 request id, i32 rc (an rb_err; RB_OK: the session
+ *                 follows), u16 next msgid,
+ *                 u32 count, count x str channel,
+ *                 u32 count, count x (u16 msgid, u8 state 1..3, u8 sent 0/1,
+ *                   u8 qos 1..2, u16 msgtype, blob payload),
+ *                 u32 count, count x (u16 msgid, u8 state 1..2, blob reply)
+ * SESSION_DONE:   u64 request id, i32 rc
  */
 struct link_msg {
 	uint8_t type; /* enum link_type */
@@ -170,6 +218,22 @@ struct link_msg {
 			uint8_t flags;
 			struct link_presence_list members;
 		} presence_resp;
+		struct {
+			uint64_t req_id;
+			struct link_str device;
+		} session_take;
+		struct {
+			uint64_t req_id;
+			int32_t rc;
+			uint16_t next_msgid;
+			struct link_names channels;
+			struct link_dlv_list dlvs;
+			struct link_up_list ups;
+		} session_state;
+		struct {
+			uint64_t req_id;
+			int32_t rc;
+		} session_done;
 	} u;
 };
 
@@ -210,6 +274,8 @@ int link_decode(const uint8_t *buf, size_t len, struct link_msg *m, const char *
 bool link_names_next(const struct link_names *l, size_t *pos, struct link_str *out);
 bool link_presence_next(const struct link_presence_list *l, size_t *pos,
 			struct link_presence_entry *out);
+bool link_dlv_next(const struct link_dlv_list *l, size_t *pos, struct link_dlv_entry *out);
+bool link_up_next(const struct link_up_list *l, size_t *pos, struct link_up_entry *out);
 
 /* Static name of a type ("HELLO", ...); "?" when unknown. */
 const char *link_type_name(uint8_t type);

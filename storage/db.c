@@ -204,6 +204,8 @@ enum stmt {
 	ST_UP_BEGIN,
 	ST_UP_REPLY,
 	ST_UP_DEL,
+	ST_UP_LIST,
+	ST_SESSIONS_LIVE,
 	ST_COUNTS,
 	ST_COUNT_
 };
@@ -264,6 +266,9 @@ static const char *const sql_text[ST_COUNT_] = {
 	[ST_UP_BEGIN] = "INSERT INTO upstream(device, msgid, state, reply) VALUES(?1, ?2, 1, NULL)",
 	[ST_UP_REPLY] = "UPDATE upstream SET state = 2, reply = ?3 WHERE device = ?1 AND msgid = ?2",
 	[ST_UP_DEL] = "DELETE FROM upstream WHERE device = ?1 AND msgid = ?2",
+	[ST_UP_LIST] = "SELECT msgid, state, reply FROM upstream WHERE device = ?1 ORDER BY msgid",
+	[ST_SESSIONS_LIVE] = "SELECT device FROM sessions WHERE expires_at = 0 OR expires_at > ?1"
+			     " ORDER BY device",
 	[ST_COUNTS] = "SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM subscriptions),"
 		      " (SELECT count(*) FROM messages), (SELECT count(*) FROM deliveries),"
 		      " (SELECT count(*) FROM upstream)",
@@ -891,6 +896,27 @@ int db_offline_members(struct db *db, const char *channel, db_str_cb cb, void *a
 	return list_strings(db, ST_OFFLINE, channel, cb, arg);
 }
 
+int db_sessions_list(struct db *db, int64_t now, db_str_cb cb, void *arg)
+{
+	sqlite3_stmt *st = stmt(db, ST_SESSIONS_LIVE);
+	int rc;
+
+	if (!st)
+		return RB_EINVAL;
+	if ((rc = sqlite3_bind_int64(st, 1, now)) != SQLITE_OK)
+		return fail(db, st, rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *s = (const char *)sqlite3_column_text(st, 0);
+		if (!s)
+			return fail(db, st, SQLITE_NOMEM);
+		cb(s, arg);
+	}
+	if (rc != SQLITE_DONE)
+		return fail(db, st, rc);
+	done(st);
+	return RB_OK;
+}
+
 /* ---- pushed messages and their deliveries ---- */
 
 int db_msg_add(struct db *db, uint16_t msgtype, uint8_t qos, const void *payload, size_t len,
@@ -1111,6 +1137,36 @@ int db_up_get(struct db *db, const char *device, uint16_t msgid, int *state,
 		*reply = p;
 	if (len)
 		*len = n;
+	return RB_OK;
+}
+
+int db_up_list(struct db *db, const char *device, db_up_cb cb, void *arg)
+{
+	sqlite3_stmt *st = stmt(db, ST_UP_LIST);
+	int rc;
+
+	if (!st)
+		return RB_EINVAL;
+	if ((rc = bind_text(st, 1, device)) != SQLITE_OK)
+		return fail(db, st, rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct db_up u = {
+			.msgid = (uint16_t)sqlite3_column_int(st, 0),
+			.state = sqlite3_column_int(st, 1),
+		};
+		u.reply = sqlite3_column_blob(st, 2);
+		u.len = (size_t)sqlite3_column_bytes(st, 2);
+		if (!u.reply) {
+			if (sqlite3_errcode(db->sql) == SQLITE_NOMEM)
+				return fail(db, st, SQLITE_NOMEM);
+			u.reply = "";
+			u.len = 0;
+		}
+		cb(&u, arg);
+	}
+	if (rc != SQLITE_DONE)
+		return fail(db, st, rc);
+	done(st);
 	return RB_OK;
 }
 

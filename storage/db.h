@@ -98,6 +98,11 @@ int db_sessions_expire(struct db *db, int64_t now, size_t *n);
  * (RB_EINVAL). */
 int db_sessions_release_all(struct db *db, int64_t at);
 
+/* Every live session (held, or offline and not expired at now), by device:
+ * what a cluster node announces it holds. */
+int db_sessions_list(struct db *db, int64_t now, void (*cb)(const char *device, void *arg),
+		     void *arg);
+
 /* ---- subscriptions ---- */
 
 int db_sub_add(struct db *db, const char *device, const char *channel);  /* idempotent */
@@ -167,6 +172,15 @@ int db_up_begin(struct db *db, const char *device, uint16_t msgid);  /* RB_EEXIS
 int db_up_reply(struct db *db, const char *device, uint16_t msgid, const void *reply,
 		size_t len);                                          /* RB_ENOTFOUND */
 int db_up_del(struct db *db, const char *device, uint16_t msgid);    /* idempotent */
+struct db_up {
+	uint16_t msgid;
+	int state;
+	const void *reply;   /* REPLIED: valid during the callback; else "" */
+	size_t len;
+};
+typedef void (*db_up_cb)(const struct db_up *u, void *arg);
+/* A device's upstream rows, by msgid (a session moving to another node). */
+int db_up_list(struct db *db, const char *device, db_up_cb cb, void *arg);
 
 /* Row counts for tests and /metrics: sessions, subscriptions, messages,
  * deliveries, upstream. */

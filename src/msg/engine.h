@@ -94,6 +94,16 @@ struct engine_ops {
 			void (*fn)(void *arg, const char *identity, const char *device,
 				   const char *platform),
 			void *arg);
+	/* This node now holds the session of device (on), or no longer does
+	 * (it moved away): for locate_device on the other nodes. */
+	void (*device)(struct engine *e, const char *device, bool on);
+	/* Move device's session from node (locate_device's answer) to this
+	 * one: done(RB_OK) once it is committed here (and the old node may
+	 * delete its copy), or done(error): the session stays where it was
+	 * and the caller goes on without it. RB_OK, or an error (done is
+	 * never called then). */
+	int (*take_session)(struct engine *e, uint32_t node, const char *device,
+			    engine_done_fn done, void *arg);
 	/* Nodes known (this one first): up to cap into out; the total. */
 	size_t (*nodes)(struct engine *e, struct engine_node *out, size_t cap);
 	void (*free)(struct engine *e);

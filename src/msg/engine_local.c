@@ -49,6 +49,16 @@ static int presence(struct engine *e, const char *channel,
 	return RB_ENOTFOUND;
 }
 
+static void device(struct engine *e, const char *dev, bool on)
+{
+}
+
+static int take_session(struct engine *e, uint32_t node, const char *dev, engine_done_fn done,
+			void *arg)
+{
+	return RB_ENOTFOUND;
+}
+
 static size_t nodes(struct engine *e, struct engine_node *out, size_t cap)
 {
 	if (cap)
@@ -71,6 +81,8 @@ static const struct engine_ops local_ops = {
 	.publish = publish,
 	.remote = remote,
 	.presence = presence,
+	.device = device,
+	.take_session = take_session,
 	.nodes = nodes,
 	.free = engine_free,
 };

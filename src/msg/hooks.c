@@ -96,7 +96,7 @@ static void on_connect_reply(const struct backend_response *resp, void *arg)
 		return;
 	}
 	hooks_apply_response(c, cn, resp);
-	core_admit(c, cn);
+	session_admit(c, cn);
 }
 
 void hooks_connect(struct core *c, struct conn *cn, const struct kvlist *headers,
@@ -109,7 +109,7 @@ void hooks_connect(struct core *c, struct conn *cn, const struct kvlist *headers
 	int err = RB_OK;
 
 	if (!*conf->connect_url) {
-		core_admit(c, cn);
+		session_admit(c, cn);
 		return;
 	}
 	h = calloc(cap, sizeof(*h));

@@ -826,6 +826,56 @@ static void serverinfo(struct core *c, struct httpd_req *req)
 	reply_buffer(req, ok, "text/html; charset=utf-8", html);
 }
 
+/* Peers and per-peer link counters (docs/cluster.md). */
+static bool cluster_metrics(struct core *c, struct evbuffer *out)
+{
+	struct engine *e = c->engine;
+	size_t n = e->ops->nodes(e, NULL, 0);
+	struct engine_node *v = calloc(n, sizeof(*v));
+	if (!v)
+		return false;
+	n = e->ops->nodes(e, v, n);
+	bool ok = evbuffer_add_printf(out,
+		"# HELP rainbow_cluster_peers Other cluster nodes known now\n"
+		"# TYPE rainbow_cluster_peers gauge\n"
+		"rainbow_cluster_peers %zu\n", n - 1) >= 0;
+	static const struct {
+		const char *name, *type, *help;
+	} fam[] = {
+		{ "rainbow_cluster_link_up", "gauge", "1 while the link to the peer is up" },
+		{ "rainbow_cluster_link_frames_total", "counter", "Frames on the link to the peer" },
+		{ "rainbow_cluster_link_bytes_total", "counter", "Bytes on the link to the peer" },
+		{ "rainbow_cluster_link_output_bytes", "gauge", "Bytes queued on the link, unsent" },
+	};
+	for (size_t f = 0; ok && f < RB_ARRAY_LEN(fam); f++) {
+		ok = evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name,
+					 fam[f].help, fam[f].name, fam[f].type) >= 0;
+		for (size_t i = 1; ok && i < n; i++) {
+			const struct engine_node *p = &v[i];
+			char lbl[128];
+			snprintf(lbl, sizeof(lbl), "node=\"%08x\",addr=\"%s\"", p->id, p->addr);
+			if (f == 0)
+				ok = evbuffer_add_printf(out, "%s{%s} %d\n", fam[f].name, lbl,
+							 p->up ? 1 : 0) >= 0;
+			else if (f == 1)
+				ok = evbuffer_add_printf(out, "%s{%s,dir=\"in\"} %llu\n"
+							      "%s{%s,dir=\"out\"} %llu\n",
+					fam[f].name, lbl, (unsigned long long)p->frames_in,
+					fam[f].name, lbl, (unsigned long long)p->frames_out) >= 0;
+			else if (f == 2)
+				ok = evbuffer_add_printf(out, "%s{%s,dir=\"in\"} %llu\n"
+							      "%s{%s,dir=\"out\"} %llu\n",
+					fam[f].name, lbl, (unsigned long long)p->bytes_in,
+					fam[f].name, lbl, (unsigned long long)p->bytes_out) >= 0;
+			else
+				ok = evbuffer_add_printf(out, "%s{%s} %zu\n", fam[f].name, lbl,
+							 p->output_bytes) >= 0;
+		}
+	}
+	free(v);
+	return ok;
+}
+
 static void metrics_text(struct core *c, struct httpd_req *req)
 {
 	size_t depth = 0, i = 0;
@@ -861,13 +911,9 @@ static void metrics_text(struct core *c, struct httpd_req *req)
 		"rainbow_commit_held %zu\n",
 		xq_depth(c->inbox), xq_depth(c->to_edge), xq_depth_max(c->inbox),
 		xq_depth_max(c->to_edge), commit_held(c->commit)) >= 0;
-	/* The cluster's membership, when it is on. */
+	/* The cluster's membership and links, when it is on. */
 	if (ok && strcmp(c->engine->ops->name, "local") != 0)
-		ok = evbuffer_add_printf(out,
-			"# HELP rainbow_cluster_peers Other cluster nodes known now\n"
-			"# TYPE rainbow_cluster_peers gauge\n"
-			"rainbow_cluster_peers %zu\n",
-			c->engine->ops->nodes(c->engine, NULL, 0) - 1) >= 0;
+		ok = cluster_metrics(c, out);
 	free(routes);
 	reply_buffer(req, ok, "text/plain; version=0.0.4; charset=utf-8", out);
 }

@@ -12,6 +12,7 @@
 #include "src/base/conf.h"
 #include "src/core/commit.h"
 #include "src/core/core.h"
+#include "src/msg/engine.h"
 #include "src/msg/membership.h"
 #include "src/base/log.h"
 #include "src/base/metrics.h"
@@ -144,7 +145,63 @@ bool session_attach(struct core *c, struct conn *cn)
 		db_subs_of(c->db, cn->device_id, restore_sub, cn);
 	log_info("device %s: session %s by conn %s", cn->device_id,
 		 present ? "resumed" : "started", cn->identity);
+	c->engine->ops->device(c->engine, cn->device_id, true);
 	return present;
+}
+
+struct admit {
+	struct core *c;
+	uint64_t conn_id;
+	char device[];
+};
+
+static void on_taken(int rc, void *arg)
+{
+	struct admit *a = arg;
+	struct conn *cn = core_conn(a->c, a->conn_id);
+	if (rc != RB_OK)
+		log_warn("device %s: its session could not move here (%s); starting without it",
+			 a->device, rb_strerror(rc));
+	if (cn)
+		core_admit(a->c, cn);
+	free(a);
+}
+
+void session_admit(struct core *c, struct conn *cn)
+{
+	uint32_t node;
+	struct db_session s;
+	bool here = session_holder(c, cn->device_id) ||
+		    (db_session_get(c->db, cn->device_id, &s) == RB_OK &&
+		     (s.expires_at == 0 || s.expires_at > (int64_t)time(NULL)));
+	if (session_wanted(cn) && !here &&
+	    (node = c->engine->ops->locate_device(c->engine, cn->device_id))) {
+		size_t n = strlen(cn->device_id) + 1;
+		struct admit *a = malloc(sizeof(*a) + n);
+		if (a) {
+			a->c = c;
+			a->conn_id = cn->id;
+			memcpy(a->device, cn->device_id, n);
+			log_info("device %s: its session is on node %08x; moving it here",
+				 cn->device_id, node);
+			if (c->engine->ops->take_session(c->engine, node, cn->device_id, on_taken,
+							 a) == RB_OK)
+				return;
+			free(a);
+		}
+	}
+	core_admit(c, cn);
+}
+
+void session_evict(struct core *c, const char *device)
+{
+	struct conn *cn = session_holder(c, device);
+	if (!cn)
+		return;
+	log_info("device %s: session moves to another node; closing conn %s", device,
+		 cn->identity);
+	session_detach(c, cn);
+	core_close_conn(c, cn->id, 4409, "session moved to another node");
 }
 
 void session_detach(struct core *c, struct conn *cn)

@@ -34,6 +34,21 @@ bool session_wanted(const struct conn *cn);
  * session_present). Call deliver_resume() after the HELLO. */
 bool session_attach(struct core *c, struct conn *cn);
 
+/*
+ * Admit cn (its connect hook done): when cn wants a session that another
+ * cluster node holds and this one does not, the session moves here first
+ * (engine take_session: committed here before the old node deletes it),
+ * then core_admit. If the move fails cn starts without the old session
+ * (logged). If cn goes away meanwhile the moved session stays here,
+ * offline.
+ */
+void session_admit(struct core *c, struct conn *cn);
+
+/* Another node takes device's session: a connection holding it here is
+ * closed (4409, "session moved to another node") after its state is
+ * saved, so the database holds the whole session. */
+void session_evict(struct core *c, const char *device);
+
 /* cn (a holder) is going away: the session is kept until expiry. */
 void session_detach(struct core *c, struct conn *cn);
 

@@ -221,6 +221,14 @@ LINK = {
                            lstr(b"id1") + lstr(b"dev1") + lstr(b"ios") +
                            lstr(b"id2") + lstr(b"") + lstr(b"")),
     "bye": frame(13, b""),
+    "devices-full": frame(14, b"\x03" + struct.pack(">I", 1) + lstr(b"d1")),
+    "device-add": frame(15, b"\x01" + lstr(b"d1")),
+    "session-take": frame(16, struct.pack(">Q", 5) + lstr(b"d1")),
+    "session-state": frame(17, struct.pack(">QiH", 5, 0, 7) +
+                           struct.pack(">I", 2) + lstr(b"a") + lstr(b"room") +
+                           struct.pack(">IHBBBH", 1, 3, 1, 1, 1, 1002) + lblob(b"x") +
+                           struct.pack(">IHB", 1, 9, 2) + lblob(b"ok")),
+    "session-done": frame(18, struct.pack(">Qi", 5, -8)),
 }
 
 
@@ -260,7 +268,7 @@ def main():
     seeds["partial"] = b"\x04" + LINK["op"][:-3]
     seeds["oversize"] = b"\x00" + struct.pack(">IB", 16 * 1024 * 1024 + 1, 7)
     seeds["empty-frame"] = b"\x00" + struct.pack(">I", 0)
-    seeds["unknown-type"] = b"\x00" + struct.pack(">IB", 1, 14)
+    seeds["unknown-type"] = b"\x00" + struct.pack(">IB", 1, 19)
     seeds["trailing"] = b"\x00" + frame(3, struct.pack(">Q", 1) + b"x")
     for k, v in BEACON.items():
         seeds[k] = b"\x01" + v

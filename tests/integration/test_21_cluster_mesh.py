@@ -69,6 +69,10 @@ def test_links_come_up_and_channel_push_sums(gateway):
     for gw in gws:
         m = gw.metrics()
         assert m["rainbow_cluster_links_established_total"][3][0][2] >= 2
+        up = m["rainbow_cluster_link_up"][3]
+        assert sorted(v for _, _, v in up) == [1, 1], up
+        frames = {lbl["dir"]: v for _, lbl, v in m["rainbow_cluster_link_frames_total"][3]}
+        assert frames["in"] > 0 and frames["out"] > 0, frames
 
 
 def test_remote_sub_unsub_kick_presence_occupy(gateway):
@@ -139,3 +143,60 @@ def test_kill9_node_counts_its_leg_failed(gateway):
     rb.wait_until(lambda: "127.0.0.1:%d" % c.port not in peers(a), DEADLINE,
                   what="a drops the killed node")
     assert a.serverinfo()["status"] == 0
+
+
+def test_session_follows_its_device(gateway):
+    """A device with a session on node a (offline, two QoS 1 messages queued
+    there, one channel) reconnects to node b: b takes the session (committed
+    on b before a deletes it), the client gets each queued message exactly
+    once, keeps its channel, and /send/?device= from node c reaches it on b.
+    Then it moves back to a while online on b: b closes its connection
+    (4409) and a takes the session."""
+    from session_helpers import open_session, wait_offline, session_row, dq
+    a, b, c = gws = cluster(gateway)[0]
+    links_up(gws)
+    dev = "dev-moving-1"
+
+    async def main():
+        c1 = await open_session(a, dev)
+        await asyncio.to_thread(a.sub, c1.identity, "tv")
+        await c1.ws.close()
+        await wait_offline(a, dev)
+        # c learns where the device is: its push is kept pending on a.
+        for i in range(2):
+            r = None
+
+            def pushed():
+                nonlocal r
+                r = c.push(dq(dev, qos=1, timeout=5), b"queued-%d" % i)
+                return r.json.get("pending") == 1
+            await asyncio.to_thread(rb.wait_until, pushed, DEADLINE,
+                                    what="c's device push kept pending on a")
+            assert r.json["status"] == 0 and r.json["failed"] == 0, r.json
+        c2 = await open_session(b, dev)
+        col = Collector(c2, auto=True)
+        await rb.await_until(lambda: len(sends(col)) == 2, DEADLINE,
+                             what="the queued messages on b")
+        assert [p.payload for p in sends(col)] == [b"queued-0", b"queued-1"]
+        assert session_row(a, dev) is None, "a still has the session"
+        assert b.db("SELECT channel FROM subscriptions WHERE device = ?", (dev,)) == [("tv",)]
+        # The channel subscription moved with it: a channel push from a.
+        await rb.await_until(lambda: c2.identity in a.presence("tv"), DEADLINE,
+                             what="a sees the member on b")
+        r = await asyncio.to_thread(a.push, {"channel": "tv", "qos": 1}, b"ch")
+        assert r.json["connections"] == 1, r.json
+        # A device push from c reaches it on b once c has learned the move.
+        def direct():
+            r = c.push(dq(dev, qos=1, timeout=5), b"direct")
+            return r.json.get("connections") == 1
+        await asyncio.to_thread(rb.wait_until, direct, DEADLINE, what="c reaches b")
+        await asyncio.sleep(0.3)
+        got = [p.payload for p in sends(col)]
+        assert got.count(b"queued-0") == 1 and got.count(b"queued-1") == 1, got
+        # Back to a while online on b: b's connection is closed, a holds it.
+        c3 = await open_session(a, dev)
+        await rb.await_until(lambda: col.closed is not None, DEADLINE, what="b closes 4409")
+        assert col.closed.code == 4409, col.closed
+        assert session_row(b, dev) is None
+        await c3.ws.close()
+    run(main())

@@ -83,6 +83,11 @@ static struct link_hello hello_b(void)
 #define AUTH_AB "7a29dd6149f8337a674220b4748627fbb0f6a4e392122cd78d5826e10a45b843"
 
 static const struct link_str names2[] = { S("a"), S("room") };
+static const struct link_str device1[] = { S("d1") };
+static const struct link_dlv_entry dlvs1[] = {
+	{ .msgid = 3, .state = 1, .sent = true, .qos = 1, .msgtype = 1002, .payload = S("x") },
+};
+static const struct link_up_entry ups1[] = { { .msgid = 9, .state = 2, .reply = S("ok") } };
 static const struct link_presence_entry members2[] = {
 	{ S("id1"), S("dev1"), S("ios") },
 	{ S("id2"), S(""), S("") },
@@ -93,7 +98,7 @@ struct vector {
 	struct link_msg msg;
 };
 
-static struct vector vectors[16];
+static struct vector vectors[32];
 static size_t n_vectors;
 
 static void add(const char *name, const char *hex, struct link_msg m)
@@ -192,6 +197,36 @@ static int setup(void **state)
 
 	m = (struct link_msg){ .type = LINK_BYE };
 	add("bye", "000000010d", m);
+
+	m = (struct link_msg){ .type = LINK_DEVICES_FULL };
+	m.u.interest_full.flags = LINK_PART_FIRST | LINK_PART_LAST;
+	m.u.interest_full.channels = (struct link_names){ .items = device1, .n = 1 };
+	add("devices-full", "0000000a0e" "03" "00000001" "00026431", m);
+	m = (struct link_msg){ .type = LINK_DEVICE_DELTA };
+	m.u.interest_delta.add = true;
+	m.u.interest_delta.channel = S("d1");
+	add("device-add", "000000060f" "01" "00026431", m);
+
+	m = (struct link_msg){ .type = LINK_SESSION_TAKE };
+	m.u.session_take.req_id = 5;
+	m.u.session_take.device = S("d1");
+	add("session-take", "0000000d10" "0000000000000005" "00026431", m);
+
+	m = (struct link_msg){ .type = LINK_SESSION_STATE };
+	m.u.session_state.req_id = 5;
+	m.u.session_state.next_msgid = 7;
+	m.u.session_state.channels = (struct link_names){ .items = names2, .n = 2 };
+	m.u.session_state.dlvs = (struct link_dlv_list){ .items = dlvs1, .n = 1 };
+	m.u.session_state.ups = (struct link_up_list){ .items = ups1, .n = 1 };
+	add("session-state", "0000003911" "0000000000000005" "00000000" "0007"
+	    "00000002" "000161" "0004726f6f6d"
+	    "00000001" "0003" "01" "01" "01" "03ea" "00000001" "78"
+	    "00000001" "0009" "02" "00000002" "6f6b", m);
+
+	m = (struct link_msg){ .type = LINK_SESSION_DONE };
+	m.u.session_done.req_id = 5;
+	m.u.session_done.rc = RB_ENOTFOUND;
+	add("session-done", "0000000d12" "0000000000000005" "fffffff8", m);
 	*state = NULL;
 	return 0;
 }
@@ -296,6 +331,64 @@ static void assert_msg(const struct link_msg *want, const struct link_msg *got)
 		break;
 	}
 	case LINK_BYE:
+		break;
+	case LINK_DEVICES_FULL: {
+		struct link_str s;
+
+		assert_int_equal(got->u.interest_full.flags, want->u.interest_full.flags);
+		while (link_names_next(&got->u.interest_full.channels, &pos, &s))
+			assert_true(str_eq(s, want->u.interest_full.channels.items[i++]));
+		assert_int_equal(i, want->u.interest_full.channels.n);
+		break;
+	}
+	case LINK_DEVICE_DELTA:
+		assert_int_equal(got->u.interest_delta.add, want->u.interest_delta.add);
+		assert_true(str_eq(got->u.interest_delta.channel,
+				   want->u.interest_delta.channel));
+		break;
+	case LINK_SESSION_TAKE:
+		assert_int_equal(got->u.session_take.req_id, want->u.session_take.req_id);
+		assert_true(str_eq(got->u.session_take.device, want->u.session_take.device));
+		break;
+	case LINK_SESSION_STATE: {
+		const __typeof__(got->u.session_state) *g = &got->u.session_state,
+						       *w = &want->u.session_state;
+		struct link_str s;
+		struct link_dlv_entry d;
+		struct link_up_entry u;
+
+		assert_int_equal(g->req_id, w->req_id);
+		assert_int_equal(g->rc, w->rc);
+		assert_int_equal(g->next_msgid, w->next_msgid);
+		while (link_names_next(&g->channels, &pos, &s))
+			assert_true(str_eq(s, w->channels.items[i++]));
+		assert_int_equal(i, w->channels.n);
+		pos = i = 0;
+		while (link_dlv_next(&g->dlvs, &pos, &d)) {
+			const struct link_dlv_entry *x = &w->dlvs.items[i++];
+
+			assert_int_equal(d.msgid, x->msgid);
+			assert_int_equal(d.state, x->state);
+			assert_int_equal(d.sent, x->sent);
+			assert_int_equal(d.qos, x->qos);
+			assert_int_equal(d.msgtype, x->msgtype);
+			assert_true(str_eq(d.payload, x->payload));
+		}
+		assert_int_equal(i, w->dlvs.n);
+		pos = i = 0;
+		while (link_up_next(&g->ups, &pos, &u)) {
+			const struct link_up_entry *x = &w->ups.items[i++];
+
+			assert_int_equal(u.msgid, x->msgid);
+			assert_int_equal(u.state, x->state);
+			assert_true(str_eq(u.reply, x->reply));
+		}
+		assert_int_equal(i, w->ups.n);
+		break;
+	}
+	case LINK_SESSION_DONE:
+		assert_int_equal(got->u.session_done.req_id, want->u.session_done.req_id);
+		assert_int_equal(got->u.session_done.rc, want->u.session_done.rc);
 		break;
 	default:
 		fail();
@@ -413,7 +506,20 @@ static void test_frame_errors(void **state)
 	assert_string_equal(why, "empty frame");
 	assert_int_equal(decode_hex("0000000100", &why), RB_EPROTO);
 	assert_string_equal(why, "unknown frame type");
-	assert_int_equal(decode_hex("000000010e", &why), RB_EPROTO);
+	assert_int_equal(decode_hex("0000000113", &why), RB_EPROTO);
+	/* A session delivery with state 4, one with sent 2, an upstream entry
+	 * with state 0, a DEVICE_DELTA add of 2. */
+	assert_int_equal(decode_hex("000000271100000000000000050000000000070000000000000001"
+				    "000304010103ea000000017800000000", &why), RB_EPROTO);
+	assert_string_equal(why, "bad delivery in SESSION_STATE");
+	assert_int_equal(decode_hex("000000271100000000000000050000000000070000000000000001"
+				    "000301020103ea000000017800000000", &why), RB_EPROTO);
+	assert_string_equal(why, "bad delivery in SESSION_STATE");
+	assert_int_equal(decode_hex("000000221100000000000000050000000000070000000000000000"
+				    "0000000100090000000000", &why), RB_EPROTO);
+	assert_string_equal(why, "bad upstream entry in SESSION_STATE");
+	assert_int_equal(decode_hex("000000060f0200026431", &why), RB_EPROTO);
+	assert_string_equal(why, "DEVICE_DELTA add is not 0 or 1");
 	assert_int_equal(decode_hex("00000005ff", &why), RB_EPROTO); /* before its bytes */
 	/* Bad fields. */
 	assert_int_equal(decode_hex("0000003501" "01" "00000000" "0000000000000007" "07c0"
@@ -519,6 +625,23 @@ static void test_encode_errors(void **state)
 	m = (struct link_msg){ .type = LINK_INTEREST_FULL };
 	m.u.interest_full.channels.n = 1;
 	assert_int_equal(link_encode(&m, out, sizeof(out)), RB_EINVAL);
+	/* Session entries out of range: delivery state 4, qos 0; upstream
+	 * state 3. */
+	{
+		struct link_dlv_entry bad_dlv[] = { { .msgid = 1, .state = 4, .qos = 1 },
+						    { .msgid = 1, .state = 1, .qos = 0 } };
+		struct link_up_entry bad_up = { .msgid = 1, .state = 3 };
+
+		for (int k = 0; k < 2; k++) {
+			m = (struct link_msg){ .type = LINK_SESSION_STATE };
+			m.u.session_state.dlvs = (struct link_dlv_list){ .items = &bad_dlv[k],
+									 .n = 1 };
+			assert_int_equal(link_encode(&m, out, sizeof(out)), RB_EINVAL);
+		}
+		m = (struct link_msg){ .type = LINK_SESSION_STATE };
+		m.u.session_state.ups = (struct link_up_list){ .items = &bad_up, .n = 1 };
+		assert_int_equal(link_encode(&m, out, sizeof(out)), RB_EINVAL);
+	}
 	/* Data without has_data. */
 	m = (struct link_msg){ .type = LINK_RECEIPT, .u.receipt.data = S("x") };
 	assert_int_equal(link_encode(&m, out, sizeof(out)), RB_EINVAL);
@@ -683,6 +806,7 @@ static void test_type_names(void **state)
 	assert_string_equal(link_type_name(LINK_HELLO), "HELLO");
 	assert_string_equal(link_type_name(LINK_PRESENCE_RESP), "PRESENCE_RESP");
 	assert_string_equal(link_type_name(LINK_BYE), "BYE");
+	assert_string_equal(link_type_name(LINK_SESSION_STATE), "SESSION_STATE");
 	assert_string_equal(link_type_name(LINK_TYPE_MAX + 1), "?");
 	assert_string_equal(link_type_name(255), "?");
 }
