@@ -127,9 +127,21 @@ static void refresh_dests(struct discovery *d)
 		for (struct ifaddrs *a = ifs; a; a = a->ifa_next) {
 			if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET ||
 			    !(a->ifa_flags & IFF_UP) || !(a->ifa_flags & IFF_BROADCAST) ||
-			    !a->ifa_broadaddr || a->ifa_broadaddr->sa_family != AF_INET)
+			    (a->ifa_flags & IFF_LOOPBACK))
 				continue;
-			add_broadcast(d, ((struct sockaddr_in *)a->ifa_broadaddr)->sin_addr.s_addr);
+			uint32_t bc = 0;
+			if (a->ifa_broadaddr && a->ifa_broadaddr->sa_family == AF_INET)
+				bc = ((struct sockaddr_in *)a->ifa_broadaddr)->sin_addr.s_addr;
+			if (!bc && a->ifa_netmask && a->ifa_netmask->sa_family == AF_INET) {
+				/* An address added without "brd": the subnet's
+				 * broadcast all the same (not for /31 and /32). */
+				uint32_t ad = ((struct sockaddr_in *)a->ifa_addr)->sin_addr.s_addr;
+				uint32_t nm = ((struct sockaddr_in *)a->ifa_netmask)->sin_addr.s_addr;
+				if (ntohl(~nm) >= 3)
+					bc = ad | ~nm;
+			}
+			if (bc)
+				add_broadcast(d, bc);
 		}
 		freeifaddrs(ifs);
 	}

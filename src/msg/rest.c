@@ -277,7 +277,9 @@ static void send_qos0(struct core *c, struct httpd_req *req, const struct route_
 	size_t sent = deliver_push(c, NULL, rs->conns, rs->n_conns, NULL, 0, 0, em->msgtype,
 				   em->payload, em->len);
 	for (size_t i = 0; i < rs->n_nodes; i++)
-		c->engine->ops->publish(c->engine, rs->nodes[i], em, NULL);
+		if (c->engine->ops->publish(c->engine, rs->nodes[i], em, NULL) == RB_OK &&
+		    em->identity)
+			sent++; /* the one connection, held there */
 	reply_json(req, 200, json_pack("{s:i, s:I}", "status", 0, "connections",
 				       (json_int_t)sent));
 }

@@ -145,20 +145,20 @@ def test_kill9_node_counts_its_leg_failed(gateway):
     assert a.serverinfo()["status"] == 0
 
 
-def test_session_follows_its_device(gateway):
+def session_follows_its_device(a, b, c, v2=False):
     """A device with a session on node a (offline, two QoS 1 messages queued
     there, one channel) reconnects to node b: b takes the session (committed
     on b before a deletes it), the client gets each queued message exactly
     once, keeps its channel, and /send/?device= from node c reaches it on b.
     Then it moves back to a while online on b: b closes its connection
-    (4409) and a takes the session."""
+    (4409) and a takes the session. v2: clients speak rainbow.v2 (their
+    identity from HELLO, for gateways without a connect hook). Shared with
+    test 20 (network namespaces)."""
     from session_helpers import open_session, wait_offline, session_row, dq
-    a, b, c = gws = cluster(gateway)[0]
-    links_up(gws)
     dev = "dev-moving-1"
 
     async def main():
-        c1 = await open_session(a, dev)
+        c1 = await open_session(a, dev, v2=v2)
         await asyncio.to_thread(a.sub, c1.identity, "tv")
         await c1.ws.close()
         await wait_offline(a, dev)
@@ -173,7 +173,7 @@ def test_session_follows_its_device(gateway):
             await asyncio.to_thread(rb.wait_until, pushed, DEADLINE,
                                     what="c's device push kept pending on a")
             assert r.json["status"] == 0 and r.json["failed"] == 0, r.json
-        c2 = await open_session(b, dev)
+        c2 = await open_session(b, dev, v2=v2)
         col = Collector(c2, auto=True)
         await rb.await_until(lambda: len(sends(col)) == 2, DEADLINE,
                              what="the queued messages on b")
@@ -194,9 +194,15 @@ def test_session_follows_its_device(gateway):
         got = [p.payload for p in sends(col)]
         assert got.count(b"queued-0") == 1 and got.count(b"queued-1") == 1, got
         # Back to a while online on b: b's connection is closed, a holds it.
-        c3 = await open_session(a, dev)
+        c3 = await open_session(a, dev, v2=v2)
         await rb.await_until(lambda: col.closed is not None, DEADLINE, what="b closes 4409")
         assert col.closed.code == 4409, col.closed
         assert session_row(b, dev) is None
         await c3.ws.close()
-    run(main())
+    run(main(), timeout=120)
+
+
+def test_session_follows_its_device(gateway):
+    a, b, c = gws = cluster(gateway)[0]
+    links_up(gws)
+    session_follows_its_device(a, b, c)
