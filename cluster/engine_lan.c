@@ -24,6 +24,7 @@
 #include "src/msg/membership.h"
 #include "src/msg/push.h"
 #include "src/msg/route.h"
+#include "src/msg/rest.h"
 #include "src/msg/session.h"
 #include "src/base/timeutil.h"
 #include "storage/db.h"
@@ -55,6 +56,7 @@ struct group {
 	engine_done_fn done;     /* ops */
 	void (*member)(void *arg, const char *identity, const char *device,
 		       const char *platform); /* presence */
+	void (*info)(void *arg, uint32_t node, const char *json, size_t len); /* gather */
 	void *arg;
 };
 
@@ -286,9 +288,13 @@ static void delta_all(struct lan *l, uint8_t type, const char *name, bool on)
 	size_t n = mesh_up_nodes(l->mesh, nodes, 64);
 	struct link_msg m = { .type = type, .u.interest_delta = { on, LINK_STR(name) } };
 	for (size_t i = 0; i < n && i < 64; i++)
-		if (mesh_send(l->mesh, nodes[i], &m) != RB_OK)
+		if (mesh_send(l->mesh, nodes[i], &m) != RB_OK) {
+			/* Its view of this node would stay wrong: start the
+			 * link over, which resends the whole state. */
 			log_warn("cluster: %s of \"%s\" not sent to %08x", link_type_name(type),
 				 name, nodes[i]);
+			mesh_reset(l->mesh, nodes[i], "directory update could not be sent");
+		}
 }
 
 static void interest(struct engine *e, const char *channel, bool on)
@@ -525,6 +531,8 @@ static void group_finish(struct group *g)
 		g->done(g->rc, g->arg);
 	else if (g->member)
 		g->member(g->arg, NULL, NULL, NULL);
+	else if (g->info)
+		g->info(g->arg, 0, NULL, 0);
 	event_free(g->timer);
 	free(g->ids);
 	free(g);
@@ -791,6 +799,46 @@ static void on_presence_resp(struct lan *l, uint32_t node, const struct link_msg
 	}
 	if (m->u.presence_resp.flags & LINK_PART_LAST)
 		call_answered(l, m->u.presence_resp.req_id, RB_OK);
+}
+
+/* ---- node information (whole-cluster /serverinfo/ and /channels/) ---- */
+
+static int gather(struct engine *e,
+		  void (*fn)(void *arg, uint32_t node, const char *json, size_t len), void *arg)
+{
+	struct lan *l = lan_of(e);
+	uint32_t nodes[64];
+	size_t n = mesh_up_nodes(l->mesh, nodes, 64);
+	if (!n)
+		return RB_ENOTFOUND;
+	if (n > 64)
+		n = 64;
+	struct link_msg m = { .type = LINK_INFO_REQ };
+	struct group *g = calloc(1, sizeof(*g));
+	if (!g)
+		return RB_ENOMEM;
+	g->info = fn;
+	g->arg = arg;
+	return group_start(l, g, nodes, n, &m, &m.u.info.req_id);
+}
+
+static void answer_info(struct lan *l, uint32_t node, const struct link_msg *req)
+{
+	char *json = rest_node_info(l->core);
+	struct link_msg m = { .type = LINK_INFO_RESP };
+	m.u.info.req_id = req->u.info.req_id;
+	m.u.info.json = LINK_STR(json ? json : "{}");
+	mesh_send(l->mesh, node, &m);
+	free(json);
+}
+
+static void on_info(struct lan *l, uint32_t node, const struct link_msg *m)
+{
+	struct call *k = idmap_get(&l->calls, m->u.info.req_id);
+	if (!k || k->node != node)
+		return;
+	k->g->info(k->g->arg, node, (const char *)m->u.info.json.p, m->u.info.json.n);
+	call_answered(l, m->u.info.req_id, RB_OK);
 }
 
 /* ---- sessions that move between nodes ---- */
@@ -1316,6 +1364,12 @@ static void on_msg(void *arg, uint32_t node, const struct link_msg *m)
 	case LINK_SESSION_DONE:
 		give_done(l, node, m);
 		break;
+	case LINK_INFO_REQ:
+		answer_info(l, node, m);
+		break;
+	case LINK_INFO_RESP:
+		on_info(l, node, m);
+		break;
 	case LINK_PUBLISH:
 		on_publish(l, node, m);
 		break;
@@ -1451,6 +1505,7 @@ struct engine *engine_lan_new(struct core *c)
 		lan_ops.locate_device = locate_device;
 		lan_ops.device = device;
 		lan_ops.take_session = take_session;
+		lan_ops.gather = gather;
 		lan_ops.publish = publish;
 		lan_ops.remote = remote;
 		lan_ops.presence = presence;

@@ -172,6 +172,13 @@ int mesh_send(struct mesh *m, uint32_t node, const struct link_msg *msg)
 	return link_send(n->link, msg);
 }
 
+void mesh_reset(struct mesh *m, uint32_t node, const char *why)
+{
+	struct mnode *n = node_get(m, node, false);
+	if (n && n->link)
+		link_close(n->link, why);
+}
+
 bool mesh_is_up(const struct mesh *m, uint32_t node)
 {
 	const struct mnode *n = idmap_get(&m->nodes, node);

@@ -80,6 +80,9 @@ int mesh_send(struct mesh *m, uint32_t node, const struct link_msg *msg);
 /* A frame encoded already (link_encode): the same answers. */
 int mesh_send_raw(struct mesh *m, uint32_t node, const uint8_t *frame, size_t len);
 bool mesh_is_up(const struct mesh *m, uint32_t node);
+/* Close the link to node (why: for the log); it comes back by the usual
+ * reconnect, and both sides resend their whole state then. */
+void mesh_reset(struct mesh *m, uint32_t node, const char *why);
 /* The nodes with an up link: up to cap into out; the total. */
 size_t mesh_up_nodes(const struct mesh *m, uint32_t *out, size_t cap);
 /* Every node known (discovered or linked): up to cap into out; the total. */

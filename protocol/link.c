@@ -34,6 +34,8 @@ static const char *const type_names[] = {
 	[LINK_SESSION_TAKE] = "SESSION_TAKE",
 	[LINK_SESSION_STATE] = "SESSION_STATE",
 	[LINK_SESSION_DONE] = "SESSION_DONE",
+	[LINK_INFO_REQ] = "INFO_REQ",
+	[LINK_INFO_RESP] = "INFO_RESP",
 };
 
 const char *link_type_name(uint8_t type)
@@ -245,6 +247,15 @@ static bool put_payload(struct wire_w *w, const struct link_msg *m)
 	case LINK_SESSION_DONE:
 		wire_u64(w, m->u.session_done.req_id);
 		wire_u32(w, (uint32_t)m->u.session_done.rc);
+		return true;
+	case LINK_INFO_REQ:
+		if (m->u.info.json.n)
+			return false;
+		wire_u64(w, m->u.info.req_id);
+		return true;
+	case LINK_INFO_RESP:
+		wire_u64(w, m->u.info.req_id);
+		put_blob(w, m->u.info.json);
 		return true;
 	default:
 		return false;
@@ -519,6 +530,13 @@ static const char *get_payload(struct wire_r *r, struct link_msg *m)
 	case LINK_SESSION_DONE:
 		m->u.session_done.req_id = wire_get_u64(r);
 		m->u.session_done.rc = (int32_t)wire_get_u32(r);
+		break;
+	case LINK_INFO_REQ:
+		m->u.info.req_id = wire_get_u64(r);
+		break;
+	case LINK_INFO_RESP:
+		m->u.info.req_id = wire_get_u64(r);
+		get_blob(r, &m->u.info.json);
 		break;
 	default:
 		return "unknown frame type"; /* link_frame_len refused it already */

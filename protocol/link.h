@@ -52,7 +52,9 @@ enum link_type {
 	LINK_SESSION_TAKE = 16,
 	LINK_SESSION_STATE = 17,
 	LINK_SESSION_DONE = 18,
-	LINK_TYPE_MAX = LINK_SESSION_DONE,
+	LINK_INFO_REQ = 19,
+	LINK_INFO_RESP = 20,
+	LINK_TYPE_MAX = LINK_INFO_RESP,
 };
 
 /* Bytes of any length; p may be NULL when n is 0 (encode). */
@@ -157,6 +159,9 @@ struct link_up_list {
  *                   u8 qos 1..2, u16 msgtype, blob payload),
  *                 u32 count, count x (u16 msgid, u8 state 1..2, blob reply)
  * SESSION_DONE:   u64 request id, i32 rc
+ * INFO_REQ:       u64 request id
+ * INFO_RESP:      u64 request id, blob info (a JSON object: the node's
+ *                 /serverinfo/?cluster=1 answer)
  */
 struct link_msg {
 	uint8_t type; /* enum link_type */
@@ -234,6 +239,10 @@ struct link_msg {
 			uint64_t req_id;
 			int32_t rc;
 		} session_done;
+		struct {
+			uint64_t req_id;
+			struct link_str json; /* INFO_RESP */
+		} info;
 	} u;
 };
 

@@ -104,6 +104,13 @@ struct engine_ops {
 	 * never called then). */
 	int (*take_session)(struct engine *e, uint32_t node, const char *device,
 			    engine_done_fn done, void *arg);
+	/* Every other node's information (its /serverinfo/?cluster=1 JSON
+	 * object, rest_node_info): fn once per node that answers, then
+	 * fn(arg, 0, NULL, 0) once all answered or timed out. RB_OK, or an
+	 * error (no other node: fn is never called). */
+	int (*gather)(struct engine *e,
+		      void (*fn)(void *arg, uint32_t node, const char *json, size_t len),
+		      void *arg);
 	/* Nodes known (this one first): up to cap into out; the total. */
 	size_t (*nodes)(struct engine *e, struct engine_node *out, size_t cap);
 	void (*free)(struct engine *e);

@@ -59,6 +59,12 @@ static int take_session(struct engine *e, uint32_t node, const char *dev, engine
 	return RB_ENOTFOUND;
 }
 
+static int gather(struct engine *e,
+		  void (*fn)(void *arg, uint32_t node, const char *json, size_t len), void *arg)
+{
+	return RB_ENOTFOUND;
+}
+
 static size_t nodes(struct engine *e, struct engine_node *out, size_t cap)
 {
 	if (cap)
@@ -83,6 +89,7 @@ static const struct engine_ops local_ops = {
 	.presence = presence,
 	.device = device,
 	.take_session = take_session,
+	.gather = gather,
 	.nodes = nodes,
 	.free = engine_free,
 };

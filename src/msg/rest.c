@@ -601,6 +601,11 @@ static void add_presence(struct core *c, json_t *arr, const char *channel)
 	route_set_free(&rs);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static void add_channel(const char *name, size_t members, void *arg)
 {
 	json_array_append_new(arg, json_pack("[s, I]", name, (json_int_t)members));
@@ -780,52 +785,124 @@ static json_t *cluster_peers(struct core *c)
 	return peers;
 }
 
-static void serverinfo(struct core *c, struct httpd_req *req)
+/* This node's /serverinfo/?cluster=1 object, without "peers". */
+static json_t *node_info(struct core *c)
 {
 	char server[INET6_ADDRSTRLEN + 16];
-
-	if (!serverinfo_allowed(c, req))
-		return;
 	server_addr(c, server, sizeof(server));
 	json_t *chans = json_array();
 	channels_foreach(c->channels, add_channel, chans);
+	json_t *proc = json_pack("{s:I, s:I, s:I}",
+		"uptime", (json_int_t)(time(NULL) - c->started),
+		"connections", (json_int_t)c->n_open,
+		"forwards_in_flight", (json_int_t)c->fwd_inflight);
+	if (proc)
+		process_info(proc);
+	/* The original's keys, exactly (backends read them). */
+	return json_pack("{s:s, s:I, s:o, s:i, s:o}",
+		"server", server,
+		"channels_cnt", (json_int_t)channels_count(c->channels),
+		"channels", chans,
+		"status", 0,
+		"process", proc);
+}
+
+char *rest_node_info(struct core *c)
+{
+	json_t *j = node_info(c);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return s;
+}
+
+/*
+ * Whole-cluster answers (HTML /serverinfo/, /channels/): this node's info,
+ * then each other node's as it arrives (engine gather), then the answer.
+ */
+struct gather_call {
+	struct core *c;
+	struct httpd_req *req;
+	json_t *nodes;   /* node info objects, this node first */
+	void (*answer)(struct gather_call *g);
+};
+
+static void on_node_info(void *arg, uint32_t node, const char *json, size_t len)
+{
+	struct gather_call *g = arg;
+	if (node) {
+		json_t *j = json_loadb(json, len, 0, NULL);
+		if (j && json_is_object(j))
+			json_array_append_new(g->nodes, j);
+		else
+			json_decref(j);
+		return;
+	}
+	g->answer(g);
+	json_decref(g->nodes);
+	free(g);
+}
+
+static void gather_all(struct core *c, struct httpd_req *req, void (*answer)(struct gather_call *))
+{
+	struct gather_call *g = malloc(sizeof(*g));
+	json_t *me = node_info(c);
+	if (!g || !me || !(g->nodes = json_array())) {
+		free(g);
+		json_decref(me);
+		fail(req, 500, "out of memory");
+		return;
+	}
+	*g = (struct gather_call){ c, req, g->nodes, answer };
+	json_array_append_new(g->nodes, me);
+	if (c->engine->ops->gather(c->engine, on_node_info, g) != RB_OK)
+		on_node_info(g, 0, NULL, 0); /* a single node */
+}
+
+/* The HTML page of the original: one table per node. */
+static void serverinfo_html(struct gather_call *g)
+{
+	struct evbuffer *html = evbuffer_new();
+	size_t i, k;
+	json_t *n, *row;
+	bool ok = html && evbuffer_add_printf(html,
+		"<!doctype html><html><head><meta charset=\"utf-8\"><title>Rainbow</title>"
+		"</head><body>") >= 0;
+	json_array_foreach(g->nodes, i, n) {
+		const char *server = json_string_value(json_object_get(n, "server"));
+		json_t *proc = json_object_get(n, "process"), *chans = json_object_get(n, "channels");
+		char *esc = ok ? evhttp_htmlescape(server ? server : "?") : NULL;
+		ok = esc && evbuffer_add_printf(html,
+			"<h1>%s</h1><p>%lld connections, %lld channels</p>"
+			"<table><tr><th>channel</th><th>connections</th></tr>", esc,
+			(long long)json_integer_value(json_object_get(proc, "connections")),
+			(long long)json_integer_value(json_object_get(n, "channels_cnt"))) >= 0;
+		free(esc);
+		json_array_foreach(chans, k, row) {
+			const char *ch = json_string_value(json_array_get(row, 0));
+			esc = ok ? evhttp_htmlescape(ch ? ch : "") : NULL;
+			ok = esc && evbuffer_add_printf(html, "<tr><td>%s</td><td>%lld</td></tr>", esc,
+				(long long)json_integer_value(json_array_get(row, 1))) >= 0;
+			free(esc);
+		}
+		ok = ok && evbuffer_add_printf(html, "</table>") >= 0;
+	}
+	ok = ok && evbuffer_add_printf(html, "</body></html>") >= 0;
+	reply_buffer(g->req, ok, "text/html; charset=utf-8", html);
+}
+
+static void serverinfo(struct core *c, struct httpd_req *req)
+{
+	if (!serverinfo_allowed(c, req))
+		return;
 	const char *cluster = kv_get(&req->args, "cluster");
 	if (cluster && strcmp(cluster, "1") == 0) {
-		json_t *proc = json_pack("{s:I, s:I, s:I}",
-			"uptime", (json_int_t)(time(NULL) - c->started),
-			"connections", (json_int_t)c->n_open,
-			"forwards_in_flight", (json_int_t)c->fwd_inflight);
-		if (proc)
-			process_info(proc);
-		json_t *info = json_pack("{s:s, s:I, s:o, s:i, s:o}",
-			"server", server,
-			"channels_cnt", (json_int_t)channels_count(c->channels),
-			"channels", chans,
-			"status", 0,
-			"process", proc);
+		json_t *info = node_info(c);
 		if (info && strcmp(c->engine->ops->name, "local") != 0)
 			json_object_set_new(info, "peers", cluster_peers(c));
 		reply_json(req, 200, info);
 		return;
 	}
-	/* The HTML page of the original: one table per node (one node here). */
-	struct evbuffer *html = evbuffer_new();
-	bool ok = html && evbuffer_add_printf(html,
-		"<!doctype html><html><head><meta charset=\"utf-8\"><title>Rainbow</title>"
-		"</head><body><h1>%s</h1><p>%zu connections, %zu channels</p>"
-		"<table><tr><th>channel</th><th>connections</th></tr>",
-		server, c->n_open, channels_count(c->channels)) >= 0;
-	size_t i;
-	json_t *row;
-	json_array_foreach(chans, i, row) {
-		char *esc = ok ? evhttp_htmlescape(json_string_value(json_array_get(row, 0))) : NULL;
-		ok = esc && evbuffer_add_printf(html, "<tr><td>%s</td><td>%lld</td></tr>", esc,
-			(long long)json_integer_value(json_array_get(row, 1))) >= 0;
-		free(esc);
-	}
-	ok = ok && evbuffer_add_printf(html, "</table></body></html>") >= 0;
-	json_decref(chans);
-	reply_buffer(req, ok, "text/html; charset=utf-8", html);
+	gather_all(c, req, serverinfo_html);
 }
 
 /* Peers and per-peer link counters (docs/cluster.md). */
@@ -920,6 +997,37 @@ static void metrics_text(struct core *c, struct httpd_req *req)
 	reply_buffer(req, ok, "text/plain; version=0.0.4; charset=utf-8", out);
 }
 
+/* /channels/: every node's channels, members summed, in name order. */
+static void channels_answer(struct gather_call *g)
+{
+	json_t *sum = json_object(), *arr = json_array(), *n, *row, *v;
+	const char *name;
+	size_t i, k;
+	json_array_foreach(g->nodes, i, n) {
+		json_array_foreach(json_object_get(n, "channels"), k, row) {
+			const char *ch = json_string_value(json_array_get(row, 0));
+			json_int_t m = json_integer_value(json_array_get(row, 1));
+			if (ch && sum)
+				json_object_set_new(sum, ch, json_integer(
+					json_integer_value(json_object_get(sum, ch)) + m));
+		}
+	}
+	/* jansson keeps insertion order; sort the names for a stable answer. */
+	size_t cnt = sum ? json_object_size(sum) : 0, j = 0;
+	const char **names = calloc(cnt ? cnt : 1, sizeof(*names));
+	if (names)
+		json_object_foreach(sum, name, v)
+			names[j++] = name;
+	if (names)
+		qsort(names, j, sizeof(*names), cmp_str);
+	for (size_t x = 0; names && x < j; x++)
+		json_array_append_new(arr, json_pack("[s, I]", names[x],
+			json_integer_value(json_object_get(sum, names[x]))));
+	free(names);
+	reply_json(g->req, 200, json_pack("{s:i, s:o}", "status", 0, "channels", arr));
+	json_decref(sum);
+}
+
 struct pres_call {
 	struct httpd_req *req;
 	json_t *arr;
@@ -943,12 +1051,11 @@ static void remote_member(void *arg, const char *identity, const char *device,
 
 static void list_channels(struct core *c, struct httpd_req *req, bool presence)
 {
-	json_t *arr = json_array();
 	if (!presence) {
-		channels_foreach(c->channels, add_channel, arr);
-		reply_json(req, 200, json_pack("{s:i, s:o}", "status", 0, "channels", arr));
+		gather_all(c, req, channels_answer);
 		return;
 	}
+	json_t *arr = json_array();
 	const char *ch = kv_get(&req->args, "channel");
 	if (!ch) {
 		json_decref(arr);

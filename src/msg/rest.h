@@ -24,4 +24,9 @@ struct httpd_req;
 /* httpd handler; arg is the struct core. */
 void rest_handle(struct httpd_req *req, void *arg);
 
+struct core;
+/* This node's /serverinfo/?cluster=1 object (without "peers") as JSON, for
+ * another cluster node's whole-cluster pages; malloc'd, NULL on ENOMEM. */
+char *rest_node_info(struct core *c);
+
 #endif

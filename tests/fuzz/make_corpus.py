@@ -229,6 +229,8 @@ LINK = {
                            struct.pack(">IHBBBH", 1, 3, 1, 1, 1, 1002) + lblob(b"x") +
                            struct.pack(">IHB", 1, 9, 2) + lblob(b"ok")),
     "session-done": frame(18, struct.pack(">Qi", 5, -8)),
+    "info-req": frame(19, struct.pack(">Q", 6)),
+    "info-resp": frame(20, struct.pack(">Q", 6) + lblob(b"{}")),
 }
 
 
@@ -268,7 +270,7 @@ def main():
     seeds["partial"] = b"\x04" + LINK["op"][:-3]
     seeds["oversize"] = b"\x00" + struct.pack(">IB", 16 * 1024 * 1024 + 1, 7)
     seeds["empty-frame"] = b"\x00" + struct.pack(">I", 0)
-    seeds["unknown-type"] = b"\x00" + struct.pack(">IB", 1, 19)
+    seeds["unknown-type"] = b"\x00" + struct.pack(">IB", 1, 21)
     seeds["trailing"] = b"\x00" + frame(3, struct.pack(">Q", 1) + b"x")
     for k, v in BEACON.items():
         seeds[k] = b"\x01" + v

@@ -51,6 +51,13 @@ def test_links_come_up_and_channel_push_sums(gateway):
 
     async def main():
         ms = await members(gws, 2)
+        # Whole-cluster pages: /channels/ sums the members of every node,
+        # the HTML /serverinfo/ has one table per node.
+        for gw in gws:
+            assert await asyncio.to_thread(gw.channels) == {"room": 6}
+        page = (await asyncio.to_thread(gws[1].get, "/serverinfo/")).body.decode()
+        for gw in gws:
+            assert "<h1>127.0.0.1:%d</h1><p>2 connections, 1 channels</p>" % gw.port in page, page
         for qos in (1, 2):
             r = await asyncio.to_thread(gws[0].push, {"channel": "room", "qos": qos}, PAYLOAD)
             assert r.status == 200 and r.json["status"] == 0, r.json

@@ -227,6 +227,12 @@ static int setup(void **state)
 	m.u.session_done.req_id = 5;
 	m.u.session_done.rc = RB_ENOTFOUND;
 	add("session-done", "0000000d12" "0000000000000005" "fffffff8", m);
+
+	m = (struct link_msg){ .type = LINK_INFO_REQ, .u.info.req_id = 6 };
+	add("info-req", "0000000913" "0000000000000006", m);
+	m = (struct link_msg){ .type = LINK_INFO_RESP, .u.info.req_id = 6 };
+	m.u.info.json = S("{}");
+	add("info-resp", "0000000f14" "0000000000000006" "00000002" "7b7d", m);
 	*state = NULL;
 	return 0;
 }
@@ -390,6 +396,11 @@ static void assert_msg(const struct link_msg *want, const struct link_msg *got)
 		assert_int_equal(got->u.session_done.req_id, want->u.session_done.req_id);
 		assert_int_equal(got->u.session_done.rc, want->u.session_done.rc);
 		break;
+	case LINK_INFO_REQ:
+	case LINK_INFO_RESP:
+		assert_int_equal(got->u.info.req_id, want->u.info.req_id);
+		assert_true(str_eq(got->u.info.json, want->u.info.json));
+		break;
 	default:
 		fail();
 	}
@@ -506,7 +517,7 @@ static void test_frame_errors(void **state)
 	assert_string_equal(why, "empty frame");
 	assert_int_equal(decode_hex("0000000100", &why), RB_EPROTO);
 	assert_string_equal(why, "unknown frame type");
-	assert_int_equal(decode_hex("0000000113", &why), RB_EPROTO);
+	assert_int_equal(decode_hex("0000000115", &why), RB_EPROTO);
 	/* A session delivery with state 4, one with sent 2, an upstream entry
 	 * with state 0, a DEVICE_DELTA add of 2. */
 	assert_int_equal(decode_hex("000000271100000000000000050000000000070000000000000001"
