@@ -29,6 +29,9 @@
 #include "src/base/timeutil.h"
 #include "storage/db.h"
 
+/* Other nodes a call reaches at most (discovery tracks as many). */
+#define MAX_NODES PEERS_MAX
+
 /* Names per INTEREST_FULL / members per PRESENCE_RESP frame. */
 #define PART_ITEMS 2048
 
@@ -284,10 +287,10 @@ static void send_full(struct lan *l, uint32_t node)
 
 static void delta_all(struct lan *l, uint8_t type, const char *name, bool on)
 {
-	uint32_t nodes[64];
-	size_t n = mesh_up_nodes(l->mesh, nodes, 64);
+	uint32_t nodes[MAX_NODES];
+	size_t n = mesh_up_nodes(l->mesh, nodes, MAX_NODES);
 	struct link_msg m = { .type = type, .u.interest_delta = { on, LINK_STR(name) } };
-	for (size_t i = 0; i < n && i < 64; i++)
+	for (size_t i = 0; i < n && i < MAX_NODES; i++)
 		if (mesh_send(l->mesh, nodes[i], &m) != RB_OK) {
 			/* Its view of this node would stay wrong: start the
 			 * link over, which resends the whole state. */
@@ -625,18 +628,18 @@ static int remote(struct engine *e, uint32_t node, const struct engine_op *op,
 		  engine_done_fn done, void *arg)
 {
 	struct lan *l = lan_of(e);
-	uint32_t nodes[64];
+	uint32_t nodes[MAX_NODES];
 	size_t n;
 	if (node) {
 		if (!mesh_is_up(l->mesh, node))
 			return RB_ENOTFOUND;
 		nodes[0] = node;
 		n = 1;
-	} else if (!(n = mesh_up_nodes(l->mesh, nodes, 64))) {
+	} else if (!(n = mesh_up_nodes(l->mesh, nodes, MAX_NODES))) {
 		return RB_ENOTFOUND;
 	}
-	if (n > 64)
-		n = 64;
+	if (n > MAX_NODES)
+		n = MAX_NODES;
 	static const uint8_t kinds[] = { [ENGINE_SUB] = LINK_OP_SUB,
 					 [ENGINE_UNSUB] = LINK_OP_UNSUB,
 					 [ENGINE_KICK] = LINK_OP_KICK,
@@ -728,12 +731,12 @@ static int presence(struct engine *e, const char *channel,
 		    void *arg)
 {
 	struct lan *l = lan_of(e);
-	uint32_t nodes[64];
-	size_t n = channel_nodes(e, channel, nodes, 64);
+	uint32_t nodes[MAX_NODES];
+	size_t n = channel_nodes(e, channel, nodes, MAX_NODES);
 	if (!n)
 		return RB_ENOTFOUND;
-	if (n > 64)
-		n = 64;
+	if (n > MAX_NODES)
+		n = MAX_NODES;
 	struct link_msg m = { .type = LINK_PRESENCE_REQ,
 			      .u.presence_req.channel = LINK_STR(channel) };
 	struct group *g = calloc(1, sizeof(*g));
@@ -807,12 +810,12 @@ static int gather(struct engine *e,
 		  void (*fn)(void *arg, uint32_t node, const char *json, size_t len), void *arg)
 {
 	struct lan *l = lan_of(e);
-	uint32_t nodes[64];
-	size_t n = mesh_up_nodes(l->mesh, nodes, 64);
+	uint32_t nodes[MAX_NODES];
+	size_t n = mesh_up_nodes(l->mesh, nodes, MAX_NODES);
 	if (!n)
 		return RB_ENOTFOUND;
-	if (n > 64)
-		n = 64;
+	if (n > MAX_NODES)
+		n = MAX_NODES;
 	struct link_msg m = { .type = LINK_INFO_REQ };
 	struct group *g = calloc(1, sizeof(*g));
 	if (!g)

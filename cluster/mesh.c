@@ -42,6 +42,8 @@ struct mlink {
 	char peer[64];               /* socket peer, for the log */
 	int64_t opened_ms, last_rx_ms;
 	uint64_t ping_seq;
+	bool in_cb;                  /* inside the engine's msg callback */
+	const char *doomed;          /* closed (why) once the callback returns */
 };
 
 struct mnode {
@@ -175,7 +177,9 @@ int mesh_send(struct mesh *m, uint32_t node, const struct link_msg *msg)
 void mesh_reset(struct mesh *m, uint32_t node, const char *why)
 {
 	struct mnode *n = node_get(m, node, false);
-	if (n && n->link)
+	if (n && n->link && n->link->in_cb)
+		n->link->doomed = why;
+	else if (n && n->link)
 		link_close(n->link, why);
 }
 
@@ -423,9 +427,16 @@ static bool on_frame(struct mlink *l, const struct link_msg *msg, size_t len)
 		link_close(l, "handshake frame on an up link");
 		return false;
 	default:
+		/* The callback may reset this very link (mesh_reset): the
+		 * close waits until it returns. */
+		l->in_cb = true;
 		if (m->cb.msg)
 			m->cb.msg(m->cb.arg, l->node->id, msg);
-		/* The callback may not close this link (it only sends). */
+		l->in_cb = false;
+		if (l->doomed) {
+			link_close(l, l->doomed);
+			return false;
+		}
 		return true;
 	}
 }
