@@ -521,7 +521,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 			link_close(l, "handshake timed out");
 		return;
 	}
-	if (now - l->last_rx_ms > l->m->timeout_ms) {
+	/* Checked every ping interval: silence of timeout less one interval
+	 * (four missed heartbeats) drops the link, so a dead peer goes within
+	 * cluster_peer_timeout. */
+	if (now - l->last_rx_ms > l->m->timeout_ms - l->m->ping_ms) {
 		char why[64];
 		snprintf(why, sizeof(why), "nothing heard for %lld ms",
 			 (long long)(now - l->last_rx_ms));

@@ -9,9 +9,9 @@
  * link came up within two peer timeouts, for one-way broadcast); both send
  * HELLO at once, then AUTH (a challenge-response MAC keyed by
  * cluster_secret); a link is up when the peer's AUTH verifies. Up links
- * carry PING every peer_timeout / 5 and are dropped when nothing arrives for
- * cluster_peer_timeout, so a dead or cut-off node is dropped within that
- * time; a clean shutdown sends BYE. A dialer that lost its link (or never
+ * carry PING every peer_timeout / 5 and are dropped when four in a row are
+ * missed (checked at each PING), so a dead or cut-off node is dropped within
+ * cluster_peer_timeout; a clean shutdown sends BYE. A dialer that lost its link (or never
  * got one) retries with jittered exponential backoff (100 ms .. 5 s) as
  * long as discovery knows the peer. A link whose unsent output passes
  * MESH_HIGH_WATER refuses more frames (RB_EAGAIN) until it drains: the
