@@ -4,7 +4,7 @@
 # (its own build directory, so objects never mix).  make fuzz [FUZZ_SECONDS=60]
 # [FUZZ_TARGETS=...]: the libFuzzer targets of tests/fuzz/ (clang, build-fuzz/).
 
-PKGS      := libwebsockets libevent jansson inih sqlite3 openssl
+PKGS      := libwebsockets libevent libevent_openssl jansson inih sqlite3 openssl
 PY        := /usr/bin/python3
 CONF      ?= conf/rainbow.ini
 PREFIX    ?= /usr/local

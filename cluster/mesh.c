@@ -11,8 +11,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 
 #include "cluster/discovery.h"
 #include "protocol/rb.h"
@@ -36,7 +39,7 @@ struct mlink {
 	struct event *timer;         /* handshake deadline, then heartbeat */
 	bool outbound;
 	uint32_t want;               /* outbound: the node dialed */
-	bool got_hello, up;
+	bool got_hello, sent_hello, up;
 	struct link_hello mine, theirs;
 	struct mnode *node;          /* set once up */
 	char peer[64];               /* socket peer, for the log */
@@ -72,6 +75,7 @@ struct mesh {
 	struct idmap nodes;          /* id -> struct mnode */
 	struct mlink *links;
 	struct event *sig_term, *sig_int;
+	SSL_CTX *tls;                /* links in mutual TLS, or NULL */
 	bool left;
 };
 
@@ -347,8 +351,9 @@ static bool link_up(struct mlink *l)
 	l->node = n;
 	l->up = true;
 	metric_inc(M_LINKS_UP);
-	log_info("cluster: link to %08x (%s) up, %s, incarnation %llu", id, l->peer,
-		 l->outbound ? "dialed" : "accepted", (unsigned long long)n->incarnation);
+	log_info("cluster: link to %08x (%s) up, %s%s, incarnation %llu", id, l->peer,
+		 l->outbound ? "dialed" : "accepted", m->tls ? ", TLS" : "",
+		 (unsigned long long)n->incarnation);
 	if (m->cb.up)
 		m->cb.up(m->cb.arg, id, n->incarnation);
 	return true;
@@ -486,6 +491,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 static void send_hello(struct mlink *l)
 {
+	/* Once: a TLS link reports CONNECTED at the end of its handshake on
+	 * the accepting side too. */
+	if (l->sent_hello)
+		return;
+	l->sent_hello = true;
 	struct link_msg h = { .type = LINK_HELLO, .u.hello = l->mine };
 	if (link_send(l, &h) != RB_OK)
 		link_close(l, "cannot send HELLO");
@@ -500,9 +510,17 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		send_hello(l);
 		return;
 	}
-	if (what & BEV_EVENT_EOF)
+	unsigned long tls_err = l->m->tls ? bufferevent_get_openssl_error(l->bev) : 0;
+	if (tls_err) {
+		char why[160], e[120];
+		ERR_error_string_n(tls_err, e, sizeof(e));
+		snprintf(why, sizeof(why), "TLS: %s", e);
+		if (!l->up)
+			metric_inc(M_LINK_TLS_FAILED);
+		link_close(l, why);
+	} else if (what & BEV_EVENT_EOF) {
 		link_close(l, "closed by peer");
-	else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+	} else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
 		char why[96];
 		snprintf(why, sizeof(why), "socket error: %s",
 			 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -547,7 +565,21 @@ static struct mlink *link_new(struct mesh *m, int fd, bool outbound)
 				       .incarnation = m->incarnation,
 				       .port = (uint16_t)m->c->port,
 				       .cluster = LINK_STR(m->name) };
-	l->bev = bufferevent_socket_new(m->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (m->tls) {
+		SSL *ssl = SSL_new(m->tls);
+		if (ssl) {
+			l->bev = bufferevent_openssl_socket_new(
+				m->base, fd, ssl,
+				outbound ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
+				BEV_OPT_CLOSE_ON_FREE);
+			if (!l->bev)
+				SSL_free(ssl);
+			else /* a peer that just closes is an EOF, not an error */
+				bufferevent_openssl_set_allow_dirty_shutdown(l->bev, 1);
+		}
+	} else {
+		l->bev = bufferevent_socket_new(m->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	l->timer = event_new(m->base, -1, EV_PERSIST, on_timer, l);
 	if (!l->bev || !l->timer || link_challenge(l->mine.challenge) != RB_OK) {
 		if (l->bev)
@@ -606,10 +638,20 @@ static void link_close(struct mlink *l, const char *why)
 	node_forget_if_idle(m, n);
 }
 
-static void on_link_socket(void *arg, int fd)
+static void on_link_socket(void *arg, int fd, unsigned char first)
 {
 	struct mesh *m = arg;
 	if (m->left) {
+		close(fd);
+		return;
+	}
+	if ((first == 0x16) != (m->tls != NULL)) {
+		/* Both sides must agree: never fall back to plaintext. */
+		char peer[64];
+		net_peer_name(fd, peer, sizeof(peer));
+		metric_inc(M_LINK_REFUSED);
+		log_warn("cluster: %s link from %s refused: TLS on cluster links is %s here",
+			 first == 0x16 ? "TLS" : "plaintext", peer, m->tls ? "on" : "off");
 		close(fd);
 		return;
 	}
@@ -665,6 +707,41 @@ void mesh_peer_gone(struct mesh *m, uint32_t id, bool left)
 		node_forget_if_idle(m, n);
 }
 
+/* ---- TLS ---- */
+
+static void tls_log_errors(const char *what)
+{
+	unsigned long e;
+	char buf[160];
+	while ((e = ERR_get_error())) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		log_error("cluster: %s: %s", what, buf);
+	}
+}
+
+/* Mutual TLS 1.2+: our certificate, and peers must show one the CA
+ * signed. Names are not checked: the CA is the cluster's own, and the
+ * secret's handshake inside names the nodes. */
+static SSL_CTX *tls_ctx(const struct conf *conf)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+	    SSL_CTX_use_certificate_chain_file(ctx, conf->cluster_tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, conf->cluster_tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1 ||
+	    SSL_CTX_load_verify_locations(ctx, conf->cluster_tls_ca, NULL) != 1) {
+		log_error("cluster: cannot set up TLS for links (cluster_tls_cert %s, "
+			  "cluster_tls_key %s, cluster_tls_ca %s)", conf->cluster_tls_cert,
+			  conf->cluster_tls_key, conf->cluster_tls_ca);
+		tls_log_errors("TLS");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	return ctx;
+}
+
 /* ---- life ---- */
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -689,6 +766,10 @@ struct mesh *mesh_new(struct core *c, uint32_t self, uint64_t incarnation,
 	m->timeout_ms = (int64_t)(c->conf->cluster_peer_timeout * 1000);
 	m->ping_ms = m->timeout_ms / 5 > 10 ? m->timeout_ms / 5 : 10;
 	m->cb = *cb;
+	if (*c->conf->cluster_tls_cert && !(m->tls = tls_ctx(c->conf))) {
+		free(m);
+		return NULL;
+	}
 	m->sig_term = evsignal_new(m->base, SIGTERM, on_signal, m);
 	m->sig_int = evsignal_new(m->base, SIGINT, on_signal, m);
 	if (!m->sig_term || !m->sig_int || event_add(m->sig_term, NULL) ||
@@ -742,5 +823,6 @@ void mesh_free(struct mesh *m)
 		event_free(m->sig_term);
 	if (m->sig_int)
 		event_free(m->sig_int);
+	SSL_CTX_free(m->tls);
 	free(m);
 }

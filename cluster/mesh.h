@@ -19,10 +19,13 @@
  *
  * What the link protects: only holders of the secret can join or speak
  * (mutual authentication, bound to both nodes' ids, incarnations and fresh
- * challenges; a replayed handshake fails). What it does not: frames after
- * the handshake are neither encrypted nor individually authenticated, so
- * someone on the LAN path can read pushes and, with an active attack,
- * hijack a TCP stream. Run clusters on a trusted network segment.
+ * challenges; a replayed handshake fails). What it does not, in plaintext:
+ * frames after the handshake are neither encrypted nor individually
+ * authenticated, so someone on the LAN path can read pushes and, with an
+ * active attack, hijack a TCP stream. With cluster_tls_cert/key/ca set,
+ * links run in mutual TLS (the door tells them by their first byte, 0x16),
+ * which closes both; a TLS node never takes a plaintext link or the
+ * reverse.
  *
  * Core thread only.
  */

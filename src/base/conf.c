@@ -88,6 +88,9 @@ static const struct opt opts[] = {
 	O(cluster_seeds, T_STR, "", 0, 0),
 	O(cluster_beacon_interval, T_SECONDS, "1", 0.01, 3600),
 	O(cluster_peer_timeout, T_SECONDS, "5", 0.02, 86400),
+	O(cluster_tls_cert, T_STR, "", 0, 0),
+	O(cluster_tls_key, T_STR, "", 0, 0),
+	O(cluster_tls_ca, T_STR, "", 0, 0),
 };
 
 static const struct opt *find_opt(const char *name)
@@ -376,6 +379,12 @@ int conf_check(const struct conf *c, char *err, size_t errlen)
 		if (conf_port_range(c->udp_ports, NULL, NULL) != RB_OK) {
 			snprintf(err, errlen, "udp_ports: '%s' is not a range like 2014-2024 (1..65535)",
 				 c->udp_ports);
+			return RB_EINVAL;
+		}
+		if ((*c->cluster_tls_cert || *c->cluster_tls_key || *c->cluster_tls_ca) &&
+		    (!*c->cluster_tls_cert || !*c->cluster_tls_key || !*c->cluster_tls_ca)) {
+			snprintf(err, errlen, "cluster_tls_cert, cluster_tls_key, cluster_tls_ca: "
+				 "TLS on cluster links needs all three");
 			return RB_EINVAL;
 		}
 		if (c->cluster_peer_timeout <= c->cluster_beacon_interval) {

@@ -77,6 +77,9 @@ struct conf {
 	char *cluster_seeds;       /* "host:port,host:port" */
 	double cluster_beacon_interval;
 	double cluster_peer_timeout;
+	char *cluster_tls_cert;     /* all three set: links in mutual TLS */
+	char *cluster_tls_key;
+	char *cluster_tls_ca;
 };
 
 /* Fill c with the built-in defaults (strings allocated). */

@@ -47,6 +47,7 @@
 	X(M_LINKS_UP, "rainbow_cluster_links_established_total", "Cluster links authenticated and up") \
 	X(M_LINKS_LOST, "rainbow_cluster_links_lost_total", "Cluster links that went down (closed, heartbeat timeout, peer left or restarted)") \
 	X(M_LINK_REFUSED, "rainbow_cluster_links_refused_total", "Cluster link handshakes refused (other version or cluster name, own id, wrong node, frames out of order)") \
+	X(M_LINK_TLS_FAILED, "rainbow_cluster_link_tls_failures_total", "Cluster link TLS handshakes that failed (no certificate, one the CA did not sign, protocol error)") \
 	X(M_LINK_AUTH_FAILED, "rainbow_cluster_link_auth_failures_total", "Cluster link handshakes whose AUTH did not verify (another cluster_secret, or forged)") \
 	X(M_LINK_PROTO_ERRORS, "rainbow_cluster_link_protocol_errors_total", "Cluster links closed for a malformed or unexpected frame") \
 	X(M_LINK_BACKPRESSURE, "rainbow_cluster_link_backpressure_total", "Frames not queued because a cluster link's output was over its high-water mark") \

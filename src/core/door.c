@@ -109,11 +109,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		peek_free(p, true);
 		return;
 	}
-	if (buf[0] == 0 && d->on_link) {
-		/* A cluster link's first frame (u32 length < 2^24). */
+	if ((buf[0] == 0 || buf[0] == 0x16) && d->on_link) {
+		/* A cluster link's first frame (u32 length < 2^24), or its TLS
+		 * ClientHello. */
+		unsigned char first = (unsigned char)buf[0];
 		p->fd = -1;
 		peek_free(p, false);
-		d->on_link(d->link_arg, (int)fd);
+		d->on_link(d->link_arg, (int)fd, first);
 		return;
 	}
 	size_t head_len = http_head_len(buf, (size_t)n);

@@ -29,9 +29,10 @@ typedef void (*door_upgrade_fn)(void *arg, int fd, struct http_head *head,
 				size_t head_len);
 
 /* A cluster link (cluster/mesh.c) starts with a binary frame whose first
- * byte is 0, which no HTTP request does: with a link handler set, such a
- * socket goes to it (which then owns fd) instead of the HTTP server. */
-typedef void (*door_link_fn)(void *arg, int fd);
+ * byte is 0, or in TLS with a handshake record (0x16); no HTTP request
+ * starts with either. With a link handler set, such a socket goes to it
+ * (which then owns fd; first is that byte) instead of the HTTP server. */
+typedef void (*door_link_fn)(void *arg, int fd, unsigned char first);
 void door_on_link(struct door *d, door_link_fn fn, void *arg);
 
 /* Binds bind:port (port 0 picks one). NULL on failure (logged). */

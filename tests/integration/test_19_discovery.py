@@ -20,15 +20,15 @@ def free_udp_port():
         return s.getsockname()[1]
 
 
-def node(gateway, udp, seeds, name="lan", secret="s3cret"):
+def node(gateway, udp, seeds, name="lan", secret="s3cret", **opts):
     """A gateway with port = auto (a range of one free port) and its own UDP
-    port; seeds: the UDP ports of the others."""
+    port; seeds: the UDP ports of the others; opts: more settings."""
     tcp = rb.free_port()
     gw = gateway(start=False, port=None, port_range="%d-%d" % (tcp, tcp),
                  udp_ports="%d-%d" % (udp, udp), cluster_name=name,
                  cluster_secret=secret,
                  cluster_seeds=",".join("127.0.0.1:%d" % p for p in seeds),
-                 cluster_beacon_interval=INTERVAL, cluster_peer_timeout=PEER_TIMEOUT)
+                 cluster_beacon_interval=INTERVAL, cluster_peer_timeout=PEER_TIMEOUT, **opts)
     gw.port = tcp
     gw.start(extra_args=["-p", "auto"])
     return gw

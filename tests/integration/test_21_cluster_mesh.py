@@ -12,7 +12,7 @@ import time
 
 import rainbow as rb
 from rainbow import Client, Collector, run
-from test_19_discovery import DEADLINE, cluster, peers
+from test_19_discovery import DEADLINE, cluster, counter, peers
 
 PAYLOAD = b'{"m":1}'
 
@@ -217,3 +217,72 @@ def test_session_follows_its_device(gateway):
     a, b, c = gws = cluster(gateway)[0]
     links_up(gws)
     session_follows_its_device(a, b, c)
+
+
+def make_certs(d, names, ca="ca"):
+    """A CA and one certificate per name it signs (EC P-256, PEM), with the
+    openssl command line; returns {name: (cert, key)} and the CA file."""
+    import subprocess
+
+    def run_ssl(*args):
+        subprocess.run(("openssl",) + args, check=True, capture_output=True, timeout=60)
+    ca_key, ca_pem = d / (ca + ".key"), d / (ca + ".pem")
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run_ssl("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca_pem),
+            "-subj", "/CN=" + ca, "-days", "2")
+    out = {}
+    for n in names:
+        key, csr, pem = d / (n + ".key"), d / (n + ".csr"), d / (n + ".pem")
+        run_ssl("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=" + n)
+        run_ssl("x509", "-req", "-in", str(csr), "-CA", str(ca_pem), "-CAkey", str(ca_key),
+                "-CAcreateserial", "-out", str(pem), "-days", "2")
+        out[n] = (str(pem), str(key))
+    return out, str(ca_pem)
+
+
+def test_links_in_mutual_tls(gateway, tmp_path):
+    """cluster_tls_*: two nodes with certificates of the cluster's CA link
+    over TLS and carry pushes; a node whose certificate another CA signed is
+    refused in the TLS handshake (counted), and so is a node without TLS
+    (plaintext is never accepted by a TLS node, counted as refused)."""
+    from test_19_discovery import free_udp_port, node
+    certs, ca = make_certs(tmp_path, ["n1", "n2"])
+    rogue, rogue_ca = make_certs(tmp_path, ["n3"], ca="rogue")
+    udp = [free_udp_port() for _ in range(4)]
+
+    def tls(name, cafile, c=certs):
+        return dict(cluster_tls_cert=c[name][0], cluster_tls_key=c[name][1],
+                    cluster_tls_ca=cafile)
+    seeds = lambda i: [udp[k] for k in range(4) if k != i]  # noqa: E731
+    a = node(gateway, udp[0], seeds(0), **tls("n1", ca))
+    b = node(gateway, udp[1], seeds(1), **tls("n2", ca))
+    c = node(gateway, udp[2], seeds(2), **tls("n3", rogue_ca, rogue))
+    d = node(gateway, udp[3], seeds(3))
+    for gw, other in ((a, b), (b, a)):
+        rb.wait_until(lambda: peers(gw).get("127.0.0.1:%d" % other.port, {}).get("link") == "up",
+                      DEADLINE, what="%s: TLS link up" % gw.name)
+    assert "TLS, incarnation" in a.log_text()
+
+    async def main():
+        cb = await Client.open(b)
+        col = Collector(cb, auto=True)
+        await asyncio.to_thread(b.sub, cb.identity, "sec")
+        await rb.await_until(lambda: a.presence("sec") == [cb.identity], DEADLINE,
+                             what="presence over the TLS link")
+        r = await asyncio.to_thread(a.push, {"channel": "sec", "qos": 1}, PAYLOAD)
+        assert (r.json["connections"], r.json["failed"]) == (1, 0), r.json
+        assert [p.payload for p in sends(col)] == [PAYLOAD]
+    run(main())
+    # The rogue and the plaintext node are seen by discovery (same secret)
+    # but never get a link.
+    rb.wait_until(lambda: counter(a, "rainbow_cluster_link_tls_failures_total") +
+                  counter(c, "rainbow_cluster_link_tls_failures_total") > 0, DEADLINE,
+                  what="the rogue certificate refused")
+    rb.wait_until(lambda: counter(a, "rainbow_cluster_links_refused_total") +
+                  counter(b, "rainbow_cluster_links_refused_total") +
+                  counter(d, "rainbow_cluster_links_refused_total") > 0, DEADLINE,
+                  what="plaintext refused by TLS nodes")
+    for gw in (a, b):
+        p = peers(gw)
+        assert p["127.0.0.1:%d" % c.port]["link"] != "up", p
+        assert p["127.0.0.1:%d" % d.port]["link"] != "up", p

@@ -144,6 +144,15 @@ static void test_set_and_check(void **state)
 	assert_non_null(strstr(err, "admin_password"));
 	assert_int_equal(conf_set(&c, "admin_password", "pw", err, sizeof(err)), RB_OK);
 	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_OK);
+	/* Cluster TLS: all three files or none (checked with the cluster on). */
+	assert_int_equal(conf_set(&c, "cluster_tls_cert", "/n.pem", err, sizeof(err)), RB_OK);
+	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_OK);
+	assert_int_equal(conf_set(&c, "cluster_secret", "s", err, sizeof(err)), RB_OK);
+	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_EINVAL);
+	assert_non_null(strstr(err, "needs all three"));
+	assert_int_equal(conf_set(&c, "cluster_tls_key", "/n.key", err, sizeof(err)), RB_OK);
+	assert_int_equal(conf_set(&c, "cluster_tls_ca", "/ca.pem", err, sizeof(err)), RB_OK);
+	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_OK);
 	assert_int_equal(conf_set(&c, "forward_url", "ftp://x/", err, sizeof(err)), RB_OK);
 	assert_int_equal(conf_check(&c, err, sizeof(err)), RB_EINVAL);
 	assert_non_null(strstr(err, "forward_url"));
