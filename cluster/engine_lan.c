@@ -1116,24 +1116,6 @@ static void export_free(struct export *x)
 	free(x->up);
 }
 
-struct state_out {
-	struct lan *l;
-	uint32_t node;
-	size_t len;
-	uint8_t frame[];
-};
-
-/* SESSION_STATE leaves once the detach of the holder here is committed,
- * so that a crash of this node cannot bring back a session it gave away
- * with an older state. */
-static void state_send(void *arg, bool committed)
-{
-	struct state_out *o = arg;
-	if (committed)
-		mesh_send_raw(o->l->mesh, o->node, o->frame, o->len);
-	free(o);
-}
-
 static void give_session(struct lan *l, uint32_t node, const struct link_msg *m)
 {
 	struct core *c = l->core;
@@ -1162,35 +1144,31 @@ static void give_session(struct lan *l, uint32_t node, const struct link_msg *m)
 		r.u.session_state.dlvs = (struct link_dlv_list){ x.dlv, x.n_dlv, NULL, 0 };
 		r.u.session_state.ups = (struct link_up_list){ x.up, x.n_up, NULL, 0 };
 	}
-	int len = link_encode(&r, NULL, 0);
-	if (len == RB_ETOOBIG) {
+	if (link_encode(&r, NULL, 0) == RB_ETOOBIG) {
 		log_warn("cluster: session of device %s too large to move (over %u bytes)", dev,
 			 LINK_FRAME_MAX);
 		r.u.session_state = (__typeof__(r.u.session_state)){ .req_id = m->u.session_take.req_id,
 								      .rc = RB_ETOOBIG };
-		len = link_encode(&r, NULL, 0);
 	}
-	struct state_out *o = len > 0 ? malloc(sizeof(*o) + (size_t)len) : NULL;
 	struct give *g = r.u.session_state.rc == RB_OK ? calloc(1, sizeof(*g) + strlen(dev) + 1)
 						     : NULL;
-	if (o) {
-		*o = (struct state_out){ l, node, (size_t)len };
-		link_encode(&r, o->frame, o->len);
-		if (g) {
-			g->node = node;
-			g->req = m->u.session_take.req_id;
-			strcpy(g->device, dev);
-			for (size_t i = 0; i < x.n_dlv; i++)
-				g->sent[x.dlv[i].msgid / 8] |= (uint8_t)(1u << (x.dlv[i].msgid % 8));
-			g->next = l->gives;
-			l->gives = g;
-			log_info("cluster: session of device %s goes to %08x: %zu channels, "
-				 "%zu messages", dev, node, x.n_ch, x.n_dlv);
-		}
-		commit_hold_call(c->commit, state_send, o);
-	} else {
-		free(g);
+	if (!g && r.u.session_state.rc == RB_OK) /* it could not be deleted here later */
+		r.u.session_state = (__typeof__(r.u.session_state)){ .req_id = m->u.session_take.req_id,
+								      .rc = RB_ENOMEM };
+	if (g) {
+		g->node = node;
+		g->req = m->u.session_take.req_id;
+		strcpy(g->device, dev);
+		for (size_t i = 0; i < x.n_dlv; i++)
+			g->sent[x.dlv[i].msgid / 8] |= (uint8_t)(1u << (x.dlv[i].msgid % 8));
+		g->next = l->gives;
+		l->gives = g;
+		log_info("cluster: session of device %s goes to %08x: %zu channels, %zu messages",
+			 dev, node, x.n_ch, x.n_dlv);
 	}
+	/* Once the detach of the holder here is committed, so that a crash of
+	 * this node cannot bring back a session it gave away. */
+	send_after_commit(l, node, &r);
 	export_free(&x);
 	free(dev);
 }

@@ -163,12 +163,14 @@ static bool put_payload(struct wire_w *w, const struct link_msg *m)
 		wire_u64(w, m->u.ping.seq);
 		return true;
 	case LINK_INTEREST_FULL:
+	case LINK_DEVICES_FULL: /* the same layout, naming devices */
 		if (m->u.interest_full.flags & ~part_mask)
 			return false;
 		wire_u8(w, m->u.interest_full.flags);
 		put_names(w, &m->u.interest_full.channels);
 		return true;
 	case LINK_INTEREST_DELTA:
+	case LINK_DEVICE_DELTA:
 		wire_u8(w, m->u.interest_delta.add ? 1 : 0);
 		put_str(w, m->u.interest_delta.channel);
 		return true;
@@ -221,16 +223,6 @@ static bool put_payload(struct wire_w *w, const struct link_msg *m)
 		put_members(w, &m->u.presence_resp.members);
 		return true;
 	case LINK_BYE:
-		return true;
-	case LINK_DEVICES_FULL:
-		if (m->u.interest_full.flags & ~part_mask)
-			return false;
-		wire_u8(w, m->u.interest_full.flags);
-		put_names(w, &m->u.interest_full.channels);
-		return true;
-	case LINK_DEVICE_DELTA:
-		wire_u8(w, m->u.interest_delta.add ? 1 : 0);
-		put_str(w, m->u.interest_delta.channel);
 		return true;
 	case LINK_SESSION_TAKE:
 		wire_u64(w, m->u.session_take.req_id);
@@ -423,17 +415,21 @@ static const char *get_payload(struct wire_r *r, struct link_msg *m)
 		m->u.ping.seq = wire_get_u64(r);
 		break;
 	case LINK_INTEREST_FULL:
+	case LINK_DEVICES_FULL: /* the same layout, naming devices */
 		m->u.interest_full.flags = wire_get_u8(r);
 		if (!r->err && (m->u.interest_full.flags & ~part_mask))
-			return "unknown INTEREST_FULL flags";
+			return m->type == LINK_INTEREST_FULL ? "unknown INTEREST_FULL flags"
+							     : "unknown DEVICES_FULL flags";
 		get_list(r, 1, &m->u.interest_full.channels.n,
 			 &m->u.interest_full.channels.raw,
 			 &m->u.interest_full.channels.raw_len);
 		break;
 	case LINK_INTEREST_DELTA:
+	case LINK_DEVICE_DELTA:
 		b = wire_get_u8(r);
 		if (!r->err && b > 1)
-			return "INTEREST_DELTA is neither add nor remove";
+			return m->type == LINK_INTEREST_DELTA ? "INTEREST_DELTA is neither add nor remove"
+							      : "DEVICE_DELTA add is not 0 or 1";
 		m->u.interest_delta.add = b == 1;
 		get_str(r, &m->u.interest_delta.channel);
 		break;
@@ -491,21 +487,6 @@ static const char *get_payload(struct wire_r *r, struct link_msg *m)
 			 &m->u.presence_resp.members.raw_len);
 		break;
 	case LINK_BYE:
-		break;
-	case LINK_DEVICES_FULL:
-		m->u.interest_full.flags = wire_get_u8(r);
-		if (!r->err && (m->u.interest_full.flags & ~part_mask))
-			return "unknown DEVICES_FULL flags";
-		get_list(r, 1, &m->u.interest_full.channels.n,
-			 &m->u.interest_full.channels.raw,
-			 &m->u.interest_full.channels.raw_len);
-		break;
-	case LINK_DEVICE_DELTA:
-		b = wire_get_u8(r);
-		if (!r->err && b > 1)
-			return "DEVICE_DELTA add is not 0 or 1";
-		m->u.interest_delta.add = b == 1;
-		get_str(r, &m->u.interest_delta.channel);
 		break;
 	case LINK_SESSION_TAKE:
 		m->u.session_take.req_id = wire_get_u64(r);

@@ -933,22 +933,20 @@ static bool cluster_metrics(struct core *c, struct evbuffer *out)
 			const struct engine_node *p = &v[i];
 			char lbl[128];
 			snprintf(lbl, sizeof(lbl), "node=\"%08x\",addr=\"%s\"", p->id, p->addr);
+			/* frames and bytes come in and out */
+			uint64_t in = f == 1 ? p->frames_in : p->bytes_in;
+			uint64_t outv = f == 1 ? p->frames_out : p->bytes_out;
 			if (f == 0)
 				ok = evbuffer_add_printf(out, "%s{%s} %d\n", fam[f].name, lbl,
 							 p->up ? 1 : 0) >= 0;
-			else if (f == 1)
-				ok = evbuffer_add_printf(out, "%s{%s,dir=\"in\"} %llu\n"
-							      "%s{%s,dir=\"out\"} %llu\n",
-					fam[f].name, lbl, (unsigned long long)p->frames_in,
-					fam[f].name, lbl, (unsigned long long)p->frames_out) >= 0;
-			else if (f == 2)
-				ok = evbuffer_add_printf(out, "%s{%s,dir=\"in\"} %llu\n"
-							      "%s{%s,dir=\"out\"} %llu\n",
-					fam[f].name, lbl, (unsigned long long)p->bytes_in,
-					fam[f].name, lbl, (unsigned long long)p->bytes_out) >= 0;
-			else
+			else if (f == 3)
 				ok = evbuffer_add_printf(out, "%s{%s} %zu\n", fam[f].name, lbl,
 							 p->output_bytes) >= 0;
+			else
+				ok = evbuffer_add_printf(out, "%s{%s,dir=\"in\"} %llu\n"
+							      "%s{%s,dir=\"out\"} %llu\n",
+					fam[f].name, lbl, (unsigned long long)in,
+					fam[f].name, lbl, (unsigned long long)outv) >= 0;
 		}
 	}
 	free(v);
