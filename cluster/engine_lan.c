@@ -245,18 +245,9 @@ static void full_flush(struct full *f, bool last)
 	f->n = 0;
 }
 
-static void full_one(const char *name, size_t members, void *arg)
-{
-	struct full *f = arg;
-	(void)members;
-	f->names[f->n++] = LINK_STR(name);
-	if (f->n == PART_ITEMS)
-		full_flush(f, false);
-}
-
-/* Device names come from the database, valid only during the callback:
- * copied. */
-static void full_device(const char *device, void *arg)
+/* Names are copied: those from the database are valid only during the
+ * callback. */
+static void full_add(const char *device, void *arg)
 {
 	struct full *f = arg;
 	char *d = strdup(device);
@@ -270,15 +261,25 @@ static void full_device(const char *device, void *arg)
 		full_flush(f, false);
 }
 
+static void full_name(const char *name, size_t members, void *arg)
+{
+	(void)members;
+	full_add(name, arg);
+}
+
 static void send_full(struct lan *l, uint32_t node)
 {
 	static struct link_str names[PART_ITEMS];
 	static char *owned[PART_ITEMS];
-	struct full f = { l, node, LINK_INTEREST_FULL, names, NULL, 0, true, false };
-	channels_foreach(l->core->channels, full_one, &f);
+	struct full f = { l, node, LINK_INTEREST_FULL, names, owned, 0, true, false };
+	channels_foreach(l->core->channels, full_name, &f);
+	/* And the channels of offline sessions (some may be listed twice:
+	 * the receiver keeps a set). */
+	if (db_offline_channels(l->core->db, (int64_t)time(NULL), full_add, &f) != RB_OK)
+		f.failed = true;
 	full_flush(&f, true);
 	struct full g = { l, node, LINK_DEVICES_FULL, names, owned, 0, true, false };
-	if (db_sessions_list(l->core->db, (int64_t)time(NULL), full_device, &g) != RB_OK)
+	if (db_sessions_list(l->core->db, (int64_t)time(NULL), full_add, &g) != RB_OK)
 		g.failed = true;
 	full_flush(&g, true);
 	if (f.failed || g.failed)

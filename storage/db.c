@@ -206,6 +206,7 @@ enum stmt {
 	ST_UP_DEL,
 	ST_UP_LIST,
 	ST_SESSIONS_LIVE,
+	ST_OFFLINE_CHANNELS,
 	ST_COUNTS,
 	ST_COUNT_
 };
@@ -269,6 +270,9 @@ static const char *const sql_text[ST_COUNT_] = {
 	[ST_UP_LIST] = "SELECT msgid, state, reply FROM upstream WHERE device = ?1 ORDER BY msgid",
 	[ST_SESSIONS_LIVE] = "SELECT device FROM sessions WHERE expires_at = 0 OR expires_at > ?1"
 			     " ORDER BY device",
+	[ST_OFFLINE_CHANNELS] = "SELECT DISTINCT s.channel FROM subscriptions AS s"
+				" JOIN sessions AS x ON x.device = s.device"
+				" WHERE x.expires_at > ?1 ORDER BY s.channel",
 	[ST_COUNTS] = "SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM subscriptions),"
 		      " (SELECT count(*) FROM messages), (SELECT count(*) FROM deliveries),"
 		      " (SELECT count(*) FROM upstream)",
@@ -896,14 +900,15 @@ int db_offline_members(struct db *db, const char *channel, db_str_cb cb, void *a
 	return list_strings(db, ST_OFFLINE, channel, cb, arg);
 }
 
-int db_sessions_list(struct db *db, int64_t now, db_str_cb cb, void *arg)
+/* The first column of every row of statement id, bound to an int64. */
+static int list_by_int(struct db *db, enum stmt id, int64_t key, db_str_cb cb, void *arg)
 {
-	sqlite3_stmt *st = stmt(db, ST_SESSIONS_LIVE);
+	sqlite3_stmt *st = stmt(db, id);
 	int rc;
 
 	if (!st)
 		return RB_EINVAL;
-	if ((rc = sqlite3_bind_int64(st, 1, now)) != SQLITE_OK)
+	if ((rc = sqlite3_bind_int64(st, 1, key)) != SQLITE_OK)
 		return fail(db, st, rc);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *s = (const char *)sqlite3_column_text(st, 0);
@@ -915,6 +920,16 @@ int db_sessions_list(struct db *db, int64_t now, db_str_cb cb, void *arg)
 		return fail(db, st, rc);
 	done(st);
 	return RB_OK;
+}
+
+int db_sessions_list(struct db *db, int64_t now, db_str_cb cb, void *arg)
+{
+	return list_by_int(db, ST_SESSIONS_LIVE, now, cb, arg);
+}
+
+int db_offline_channels(struct db *db, int64_t now, db_str_cb cb, void *arg)
+{
+	return list_by_int(db, ST_OFFLINE_CHANNELS, now, cb, arg);
 }
 
 /* ---- pushed messages and their deliveries ---- */

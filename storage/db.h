@@ -115,6 +115,10 @@ int db_subs_of(struct db *db, const char *device, db_str_cb cb, void *arg);
 /* Devices subscribed to channel whose session is offline (expires_at > 0),
  * sorted. A subscription with no session row is not listed. */
 int db_offline_members(struct db *db, const char *channel, db_str_cb cb, void *arg);
+/* Channels that offline sessions not expired at now are subscribed to,
+ * sorted (a cluster node announces them: pushes must reach those
+ * sessions). */
+int db_offline_channels(struct db *db, int64_t now, db_str_cb cb, void *arg);
 
 /* ---- pushed messages and their deliveries ---- */
 

@@ -18,12 +18,26 @@
 #include "src/msg/push.h"
 #include "src/msg/rest.h"
 #include "src/msg/session.h"
+#include "storage/db.h"
 #include "storage/qos_store.h"
 
+static void count_one(const char *device, void *arg)
+{
+	(void)device;
+	(*(size_t *)arg)++;
+}
+
+/* Other nodes send this node a channel's pushes while it has members:
+ * connected ones, or offline sessions subscribed to it (their QoS 1/2
+ * pushes wait here). */
 static void on_interest(void *arg, const char *channel, bool nonempty)
 {
 	struct core *c = arg;
-	c->engine->ops->interest(c->engine, channel, nonempty);
+	size_t offline = 0;
+	if (!nonempty && c->db)
+		db_offline_members(c->db, channel, count_one, &offline);
+	if (nonempty || !offline)
+		c->engine->ops->interest(c->engine, channel, nonempty);
 }
 
 static int init(struct core *c, char *err, size_t errlen)

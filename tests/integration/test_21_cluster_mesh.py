@@ -286,3 +286,34 @@ def test_links_in_mutual_tls(gateway, tmp_path):
         p = peers(gw)
         assert p["127.0.0.1:%d" % c.port]["link"] != "up", p
         assert p["127.0.0.1:%d" % d.port]["link"] != "up", p
+
+
+def test_offline_members_on_another_node_get_channel_pushes(gateway):
+    """A channel whose only member on node b is an offline session: b keeps
+    announcing it, so a QoS 1 push from node a is kept pending there (the
+    receipt says so) and delivered when the device comes back to b."""
+    from session_helpers import open_session, wait_offline
+    a, b, c = gws = cluster(gateway)[0]
+    links_up(gws)
+    dev = "dev-offline-member"
+
+    async def main():
+        c1 = await open_session(b, dev)
+        await asyncio.to_thread(b.sub, c1.identity, "alerts")
+        await c1.ws.close()
+        await wait_offline(b, dev)
+        r = await asyncio.to_thread(a.push, {"channel": "alerts", "qos": 1, "timeout": 5},
+                                    b"while away")
+        assert r.json == {"status": 0, "connections": 0, "failed": 0, "pending": 1,
+                          "data": None}, r.json
+        c2 = await open_session(b, dev)
+        col = Collector(c2, auto=True)
+        await rb.await_until(lambda: [p.payload for p in sends(col)] == [b"while away"],
+                             DEADLINE, what="the pending push on return")
+    run(main())
+    # A node that comes up later learns it in the full announcement.
+    b.stop()
+    b.start(extra_args=["-p", "auto"])
+    links_up(gws)
+    r = a.push({"channel": "alerts", "qos": 1, "timeout": 5}, b"after restart")
+    assert r.json["pending"] == 1, r.json
