@@ -55,7 +55,8 @@ struct mnode {
 	uint16_t port;
 	uint64_t incarnation;
 	bool discovered;
-	int64_t seen_since_ms;       /* discovered at (for the fallback dial) */
+	int64_t seen_since_ms;       /* discovered, or lost its link, at (for
+	                              * the higher id's fallback dial) */
 	struct mlink *link;          /* up */
 	struct mlink *dialing;       /* ours, in handshake */
 	struct event *retry;
@@ -627,6 +628,8 @@ static void link_close(struct mlink *l, const char *why)
 	if (was_up) {
 		n->link = NULL;
 		n->links_lost++;
+		/* The higher id waits again before dialing itself. */
+		n->seen_since_ms = discovery_clock_ms();
 	}
 	free(l);
 	if (!n)
