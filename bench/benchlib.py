@@ -161,6 +161,52 @@ def stop_process(p, timeout=10.0, on_kill=None):
     return p.returncode
 
 
+def read_metrics(base_url):
+    """{sample line name: value} of base_url + /metrics (best effort: {} when
+    the gateway does not answer)."""
+    out = {}
+    try:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=3) as r:
+            for line in r.read().decode().splitlines():
+                if line and not line.startswith("#"):
+                    k, _, v = line.rpartition(" ")
+                    try:
+                        out[k] = float(v)
+                    except ValueError:
+                        pass
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def take_response(buf):
+    """One whole HTTP/1.1 answer off the front of bytearray buf:
+    (status, body, connection_close), removed from buf; None while it is
+    incomplete. Content-Length framing only (what the gateway sends)."""
+    i = buf.find(b"\r\n\r\n")
+    if i < 0:
+        return None
+    lines = bytes(buf[:i]).split(b"\r\n")
+    n = 0
+    close = False
+    for h in lines[1:]:
+        k, _, v = h.partition(b":")
+        k = k.strip().lower()
+        if k == b"content-length":
+            n = int(v)
+        elif k == b"connection" and b"close" in v.lower():
+            close = True
+    if len(buf) < i + 4 + n:
+        return None
+    body = bytes(buf[i + 4:i + 4 + n])
+    del buf[:i + 4 + n]
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        status = 0
+    return status, body, close
+
+
 class Gateway:
     """rainbow-server on a free port of 127.0.0.1, run in the directory tmp
     with the config file tmp/conf_name; its output goes to tmp/gateway.log.
@@ -202,20 +248,7 @@ class Gateway:
 
     def metrics(self):
         """{sample line name: value} of GET /metrics (best effort)."""
-        out = {}
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port,
-                                        timeout=3) as r:
-                for line in r.read().decode().splitlines():
-                    if line and not line.startswith("#"):
-                        k, _, v = line.rpartition(" ")
-                        try:
-                            out[k] = float(v)
-                        except ValueError:
-                            pass
-        except (OSError, ValueError):
-            pass
-        return out
+        return read_metrics("http://127.0.0.1:%d" % self.port)
 
     def stop(self, timeout=15.0, warn_kill=False):
         """SIGTERM and wait; SIGKILL after timeout (with a WARNING line if

@@ -44,7 +44,8 @@ import time
 
 import benchlib
 from benchlib import (ACK, COM, REC, REL, SEND, TOKEN, Signer, WsClient, default_bin, log,
-                      machine_cores, machine_cpu, percentile, proc_cpu, self_cpu, thread_cpu)
+                      machine_cores, machine_cpu, percentile, proc_cpu, self_cpu, take_response,
+                      thread_cpu)
 
 DEVICE = "bench1"
 BODY = bytes((i * 7 + 1) & 0xFF for i in range(100))   # 100-byte payload
@@ -150,31 +151,14 @@ class HttpConn(asyncio.Protocol):
 
     def data_received(self, data):
         self.buf += data
-        i = self.buf.find(b"\r\n\r\n")
-        if i < 0:
-            return
-        lines = bytes(self.buf[:i]).split(b"\r\n")
-        n = 0
-        close = False
-        for h in lines[1:]:
-            k, _, v = h.partition(b":")
-            k = k.strip().lower()
-            if k == b"content-length":
-                n = int(v)
-            elif k == b"connection" and b"close" in v.lower():
-                close = True
-        if len(self.buf) < i + 4 + n:
+        got = take_response(self.buf)
+        if got is None:
             return
         t1 = time.perf_counter()
-        body = bytes(self.buf[i + 4:i + 4 + n])
-        del self.buf[:i + 4 + n]
+        status, body, close = got
         if self.buf:
             self.load.error("unexpected bytes after an answer")
             self.buf.clear()
-        try:
-            status = int(lines[0].split()[1])
-        except (IndexError, ValueError):
-            status = 0
         self.load.answer(status, body, t1 - self.t0, t1)
         if close:
             self.transport.close()
