@@ -83,18 +83,20 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := build-fuzz
-FUZZ_ALL     := packet http_head http_resp link
+FUZZ_ALL     := packet http_head http_resp link token
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) $(FUZZ_SAN) -MMD -MP -I. \
-                $(shell pkg-config --cflags libevent 2>/dev/null)
+                $(shell pkg-config --cflags libevent jansson 2>/dev/null)
 FUZZ_SRC_packet    := protocol/packet.c protocol/rb.c
 FUZZ_SRC_http_head := src/http/http_head.c protocol/rb.c
 FUZZ_SRC_http_resp := src/http/http_resp.c src/http/http_head.c protocol/rb.c
 FUZZ_SRC_link      := protocol/link.c protocol/beacon.c protocol/rb.c
+FUZZ_SRC_token     := protocol/token.c protocol/rb.c
 FUZZ_LIBS_http_resp = $(shell pkg-config --libs libevent 2>/dev/null)
 FUZZ_LIBS_link      = $(shell pkg-config --libs libcrypto 2>/dev/null)
+FUZZ_LIBS_token     = $(shell pkg-config --libs libcrypto jansson 2>/dev/null)
 
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -88,6 +88,9 @@ static const struct opt opts[] = {
 	O(cluster_seeds, T_STR, "", 0, 0),
 	O(cluster_beacon_interval, T_SECONDS, "1", 0.01, 3600),
 	O(cluster_peer_timeout, T_SECONDS, "5", 0.02, 86400),
+	O(token_secret, T_STR, "", 0, 0),
+	O(token_required, T_BOOL, "false", 0, 0),
+	O(token_leeway, T_INT, "5", 0, 3600),
 	O(cluster_tls_cert, T_STR, "", 0, 0),
 	O(cluster_tls_key, T_STR, "", 0, 0),
 	O(cluster_tls_ca, T_STR, "", 0, 0),
@@ -364,6 +367,10 @@ int conf_check(const struct conf *c, char *err, size_t errlen)
 	}
 	if (c->send_queue_hard_bytes < c->send_queue_bytes) {
 		snprintf(err, errlen, "send_queue_hard_bytes: must be at least send_queue_bytes");
+		return RB_EINVAL;
+	}
+	if (c->token_required && !*c->token_secret) {
+		snprintf(err, errlen, "token_required: needs token_secret");
 		return RB_EINVAL;
 	}
 	if (strcmp(c->serverinfo_auth, "password") == 0 && !*c->admin_password) {

@@ -77,6 +77,10 @@ struct conf {
 	char *cluster_seeds;       /* "host:port,host:port" */
 	double cluster_beacon_interval;
 	double cluster_peer_timeout;
+	/* Connection tokens (HS256 JWTs, protocol/token.h): off while empty */
+	char *token_secret;
+	bool token_required;        /* refuse clients without a token */
+	int token_leeway;           /* seconds of clock skew on exp/nbf */
 	char *cluster_tls_cert;     /* all three set: links in mutual TLS */
 	char *cluster_tls_key;
 	char *cluster_tls_ca;

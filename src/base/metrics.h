@@ -19,6 +19,8 @@
 	X(M_CONN_REFUSED, "rainbow_connections_refused_total", "Upgrades refused by the connect hook (401)") \
 	X(M_CONN_HOOK_FAILED, "rainbow_connect_hook_failures_total", "Upgrades refused because the connect hook failed (503)") \
 	X(M_CONN_OVER_LIMIT, "rainbow_connections_over_limit_total", "Upgrades refused by max_connections") \
+	X(M_TOKENS_ACCEPTED, "rainbow_tokens_accepted_total", "Connection tokens that verified (client admitted with their claims)") \
+	X(M_TOKENS_REFUSED, "rainbow_tokens_refused_total", "Upgrades refused for their connection token (malformed, bad signature, alg, expired, missing when required)") \
 	X(M_CONN_KICKED, "rainbow_connections_kicked_total", "Connections closed through /kick/") \
 	X(M_HEAD_BAD, "rainbow_bad_request_heads_total", "Connections dropped for a bad, oversized or slow request head") \
 	X(M_HTTP_TIMEOUTS, "rainbow_http_request_timeouts_total", "REST requests not complete within request_body_timeout (408)") \

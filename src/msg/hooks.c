@@ -9,9 +9,11 @@
 
 #include <event2/buffer.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "protocol/rb.h"
 #include "protocol/sign.h"
+#include "protocol/token.h"
 #include "src/http/backend.h"
 #include "src/msg/channels.h"
 #include "src/base/conf.h"
@@ -99,16 +101,90 @@ static void on_connect_reply(const struct backend_response *resp, void *arg)
 	session_admit(c, cn);
 }
 
+/* The token of an upgrade: the token query argument (browsers cannot set
+ * headers), else "Authorization: Bearer <token>". */
+static const char *find_token(const struct kvlist *headers, const struct kvlist *args)
+{
+	const char *t = args ? kv_get(args, "token") : NULL;
+	const char *a = headers ? kv_get(headers, "Authorization") : NULL;
+	if (!t && a && strncasecmp(a, "Bearer ", 7) == 0)
+		t = a + 7;
+	return t;
+}
+
+/* The cookie of a token-admitted connection: base64 of {"sub":..,
+ * "info":..}, as a connect hook would set it, so every forward and the
+ * close hook carry who the client is. */
+static char *token_cookie(const struct token_claims *tc)
+{
+	json_t *j = json_pack("{s:s}", "sub", tc->sub);
+	json_t *info = tc->info ? json_loads(tc->info, JSON_DECODE_ANY, NULL) : NULL;
+	if (j && info)
+		json_object_set_new(j, "info", info);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	char *b64 = s ? malloc(strlen(s) / 3 * 4 + 5) : NULL;
+	if (b64)
+		EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)s, (int)strlen(s));
+	free(s);
+	return b64;
+}
+
+/*
+ * Connection tokens (docs/protocol.md): a token that verifies admits the
+ * client with its claims (cookie, channels); one that does not is refused
+ * with its reason. RB_OK to go on (*tc filled if there was a token),
+ * RB_EREFUSED when cn was refused.
+ */
+static int check_token(struct core *c, struct conn *cn, const struct kvlist *headers,
+		       const struct kvlist *args, struct token_claims *tc)
+{
+	const struct conf *conf = c->conf;
+	const char *tok = *conf->token_secret ? find_token(headers, args) : NULL;
+	const char *why = NULL;
+
+	memset(tc, 0, sizeof(*tc));
+	if (!*conf->token_secret)
+		return RB_OK;
+	if (!tok && !conf->token_required)
+		return RB_OK;
+	int rc = tok ? token_verify(tok, conf->token_secret, (int64_t)time(NULL),
+				    conf->token_leeway, tc, &why)
+		     : RB_EREFUSED;
+	if (rc != RB_OK) {
+		why = why ? why : "token required";
+		metric_inc(M_TOKENS_REFUSED);
+		log_info("conn %s: refused: %s", cn->identity, why);
+		core_refuse(c, cn, rc == RB_ENOMEM ? 503 : 401, why);
+		return RB_EREFUSED;
+	}
+	metric_inc(M_TOKENS_ACCEPTED);
+	char *cookie = token_cookie(tc);
+	if (cookie) {
+		free(cn->cookie);
+		cn->cookie = cookie;
+	}
+	for (size_t i = 0; i < tc->n_channels; i++)
+		conn_sub(c, cn, tc->channels[i]);
+	return RB_OK;
+}
+
 void hooks_connect(struct core *c, struct conn *cn, const struct kvlist *headers,
 		   const struct kvlist *args)
 {
 	const struct conf *conf = c->conf;
 	struct backend_header *h = NULL;
-	size_t n = 0, cap = 1 + (headers ? headers->n : 0) + (args ? args->n : 0);
+	size_t n = 0, cap = 4 + (headers ? headers->n : 0) + (args ? args->n : 0);
 	char *url = NULL;
 	int err = RB_OK;
+	struct token_claims tc;
+	char exp[24];
 
+	if (check_token(c, cn, headers, args, &tc) != RB_OK)
+		return;
 	if (!*conf->connect_url) {
+		/* A token, or nothing to ask: no backend round trip. */
+		token_claims_free(&tc);
 		session_admit(c, cn);
 		return;
 	}
@@ -117,7 +193,8 @@ void hooks_connect(struct core *c, struct conn *cn, const struct kvlist *headers
 	if (!h || !url)
 		goto fail;
 	for (size_t i = 0; headers && i < headers->n; i++)
-		if (!hop_header(headers->v[i].name))
+		if (!hop_header(headers->v[i].name) &&
+		    !(tc.sub && strcasecmp(headers->v[i].name, "Authorization") == 0))
 			h[n++] = (struct backend_header){ headers->v[i].name, headers->v[i].value };
 	/* The original passed each upgrade query argument as a header (first
 	 * value wins): browsers cannot set headers. */
@@ -126,12 +203,22 @@ void hooks_connect(struct core *c, struct conn *cn, const struct kvlist *headers
 		bool seen = false;
 		for (size_t k = 0; k < i && !seen; k++)
 			seen = strcasecmp(args->v[k].name, name) == 0;
-		if (!seen && header_safe(name, args->v[i].value))
+		/* A verified token is passed on as its claims, not as itself. */
+		if (!seen && header_safe(name, args->v[i].value) &&
+		    !(tc.sub && strcasecmp(name, "token") == 0))
 			h[n++] = (struct backend_header){ name, args->v[i].value };
 	}
 	h[n++] = (struct backend_header){ "RAINBOWCLIENTIDENTITY", cn->identity };
+	if (tc.sub) {
+		snprintf(exp, sizeof(exp), "%lld", (long long)tc.exp);
+		h[n++] = (struct backend_header){ "RAINBOWTOKENSUB", tc.sub };
+		h[n++] = (struct backend_header){ "RAINBOWTOKENEXP", exp };
+		if (tc.info && header_safe("RAINBOWTOKENINFO", tc.info))
+			h[n++] = (struct backend_header){ "RAINBOWTOKENINFO", tc.info };
+	}
 	cn->hook_req = backend_request(c->hook_backend, "GET", url, h, n, NULL, 0,
 				       on_connect_reply, cn, &err);
+	token_claims_free(&tc);
 	if (!cn->hook_req)
 		goto fail;
 	free(h);
@@ -139,6 +226,7 @@ void hooks_connect(struct core *c, struct conn *cn, const struct kvlist *headers
 	return;
 fail:
 	log_warn("conn %s: cannot send the connect hook: %s", cn->identity, rb_strerror(err));
+	token_claims_free(&tc);
 	free(h);
 	free(url);
 	core_refuse(c, cn, 503, "connect hook failed");

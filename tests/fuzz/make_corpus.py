@@ -247,6 +247,16 @@ BEACON = {
 }
 
 
+# --- test_token.c ------------------------------------------------------------
+# The shared vectors' tokens, and claims texts for the token_make half.
+import json  # noqa: E402
+
+with open(os.path.join(HERE, "..", "fixtures", "token_vectors.json")) as f:
+    TOKEN = {"vec-" + v["name"]: v["token"].encode() for v in json.load(f)["vectors"]}
+TOKEN["claims-full"] = b'{"sub":"u","exp":2000000000,"info":{"a":[1,2]},"channels":["x"]}'
+TOKEN["claims-expired"] = b'{"sub":"u","exp":1}'
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -275,6 +285,7 @@ def main():
     for k, v in BEACON.items():
         seeds[k] = b"\x01" + v
     write("link", seeds)
+    write("token", TOKEN)
     return 0
 
 
