@@ -159,6 +159,17 @@ static void on_reply(const struct backend_response *resp, void *arg)
 	metric_backend_latency(now - f->started);
 	if (cn)
 		hooks_apply_response(c, cn, resp);
+	/* The backend's refusal, whatever the status it came with (docs/
+	 * protocol.md: the response headers apply on any answer). */
+	const char *invalid = backend_response_header(resp, "RAINBOWREQUESTINVALID");
+	if (invalid) {
+		metric_forward(FWD_INVALID);
+		log_limited(lim, LOG_INFO,
+			    "forward conn %s type %u id %u: backend refused (HTTP %d) in %.1f ms: %s",
+			    who, f->msgtype, f->msgid, resp->status, ms, invalid);
+		fail(c, cn, f, NAK_INVALID, invalid, false);
+		goto done;
+	}
 	if (resp->status < 200 || resp->status > 299) {
 		metric_forward(FWD_HTTP_ERROR);
 		log_limited(lim, LOG_INFO,
@@ -166,15 +177,6 @@ static void on_reply(const struct backend_response *resp, void *arg)
 			    f->msgtype, f->msgid, resp->status, ms);
 		snprintf(msg, sizeof(msg), "backend answered HTTP %d", resp->status);
 		fail(c, cn, f, NAK_BACKEND, msg, resp->status >= 500);
-		goto done;
-	}
-	const char *invalid = backend_response_header(resp, "RAINBOWREQUESTINVALID");
-	if (invalid) {
-		metric_forward(FWD_INVALID);
-		log_limited(lim, LOG_INFO,
-			    "forward conn %s type %u id %u: backend refused in %.1f ms: %s", who,
-			    f->msgtype, f->msgid, ms, invalid);
-		fail(c, cn, f, NAK_INVALID, invalid, false);
 		goto done;
 	}
 	metric_forward(FWD_OK);

@@ -202,9 +202,11 @@ def test_request_invalid_v1_is_silent(gateway, backend, qos):
     run(body())
 
 
-@pytest.mark.parametrize("qos", [0, 1, 2])
-def test_request_invalid_v2_is_nak_422(gateway, backend, qos):
-    backend.rules({"prefix": "/forward/9/", "headers": {"RAINBOWREQUESTINVALID": "bad thing"}})
+@pytest.mark.parametrize("qos,status", [(0, 200), (1, 200), (2, 200), (1, 403), (2, 500)])
+def test_request_invalid_v2_is_nak_422(gateway, backend, qos, status):
+    """RAINBOWREQUESTINVALID wins whatever the HTTP status it comes with."""
+    backend.rules({"prefix": "/forward/9/", "status": status,
+                   "headers": {"RAINBOWREQUESTINVALID": "bad thing"}})
     gw = gateway()
 
     async def body():
