@@ -50,10 +50,18 @@ LIB       := $(BUILD)/librainbow.a
 SERVER    := $(BUILD)/rainbow-server
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# The C client (clients/c/README.md): librainbow-client.a (its own name: the
+# server's library is librainbow.a) with the protocol codecs it reuses, and
+# rainbow-cli. Unit tests named test_client_*.c link against it.
+CLIENT_SRC := $(filter-out clients/c/cli.c,$(wildcard clients/c/*.c))
+CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o) \
+              $(addprefix $(BUILD)/obj/protocol/,packet.o sign.o rb.o)
+CLIENT_LIB := $(BUILD)/librainbow-client.a
+CLI        := $(BUILD)/rainbow-cli
 
-.PHONY: all run serve test layers unit integration bench asan tsan fuzz clean deps install uninstall
+.PHONY: all run serve demo test layers unit integration clients-test js-test browser-test bench asan tsan fuzz clean deps install uninstall
 .SECONDARY:
-all: $(SERVER)
+all: $(SERVER) $(CLIENT_LIB) $(CLI)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -69,6 +77,20 @@ $(SERVER): $(BUILD)/obj/src/main.o $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(CLIENT_LIB): $(CLIENT_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(CLI): $(BUILD)/obj/clients/c/cli.o $(CLIENT_LIB)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# (the shorter stem wins over the rule above)
+$(BUILD)/tests/test_client_%: $(BUILD)/obj/tests/unit/test_client_%.o $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
@@ -143,6 +165,12 @@ run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory serve
 
+# demo: the chat demo (clients/demo): the gateway and a chat backend built on
+# clients/python, whose page uses clients/js; prints the page's address.
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(PY) clients/demo/demo.py --bin $(SERVER) --dir $(BUILD)/demo
+
 serve:
 	$(Q)$(PY) clients/python/example_backend.py -f $(CONF) & backend=$$!; \
 	trap 'kill $$backend 2>/dev/null; wait $$backend 2>/dev/null' EXIT; \
@@ -153,7 +181,7 @@ serve:
 unit: $(UNIT_BIN)
 	$(Q)set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: $(SERVER)
+integration: $(SERVER) $(CLI)
 	$(Q)RAINBOW_BIN=$(abspath $(SERVER)) $(PY) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
 # The include rule of docs/architecture.md (lower layers never include upper ones).
@@ -164,6 +192,23 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory layers
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory integration
+	$(Q)$(MAKE) --no-print-directory clients-test
+
+# The client SDKs' own suites (clients/*/README.md), against the real gateway:
+# the Python helper's unit tests, the JavaScript client's (node --test; npm ci
+# installs the pinned ws), and the chat demo in headless Chromium
+# (tests/browser/, playwright-core; screenshots in $(BUILD)/artifacts).
+clients-test: js-test browser-test
+	$(Q)$(PY) -m pytest -q -p no:cacheprovider clients/python/tests
+
+js-test: $(SERVER)
+	$(Q)cd clients/js && npm ci --no-audit --no-fund --loglevel=error && \
+		RAINBOW_BIN=$(abspath $(SERVER)) node --test
+
+browser-test: $(SERVER)
+	$(Q)cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && \
+		RAINBOW_BIN=$(abspath $(SERVER)) BROWSER_ARTIFACTS=$(abspath $(BUILD))/artifacts \
+		node --test
 
 bench: $(SERVER)
 	$(Q)bench/run
