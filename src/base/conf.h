@@ -77,6 +77,9 @@ struct conf {
 	char *cluster_seeds;       /* "host:port,host:port" */
 	double cluster_beacon_interval;
 	double cluster_peer_timeout;
+	/* /send/ answers "busy" while more copies than this wait for the edge
+	 * thread (0: no bound) */
+	int push_backlog;
 	/* Connection tokens (HS256 JWTs, protocol/token.h): off while empty */
 	char *token_secret;
 	bool token_required;        /* refuse clients without a token */

@@ -32,6 +32,7 @@
 	X(M_QOS2_DUP_ANSWERED, "rainbow_qos2_duplicates_answered_total", "Duplicate QoS 2 SENDs answered from the store") \
 	X(M_CLOSE_HOOKS, "rainbow_close_hooks_total", "Close hooks sent") \
 	X(M_PUSHES, "rainbow_pushes_total", "Accepted /send/ calls") \
+	X(M_PUSHES_BUSY, "rainbow_pushes_refused_busy_total", "/send/ calls refused because more than push_backlog copies were waiting for the edge thread (answered busy, retry_after)") \
 	X(M_REST_ERRORS, "rainbow_rest_errors_total", "REST calls answered with an error status") \
 	X(M_SIGNATURE_ERRORS, "rainbow_signature_errors_total", "REST calls refused for their signature") \
 	X(M_BEACONS_SENT, "rainbow_cluster_beacons_sent_total", "Cluster discovery beacons sent (one per destination)") \

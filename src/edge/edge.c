@@ -83,6 +83,7 @@ struct edge {
 	struct xq *inbox;         /* core -> edge */
 	struct xq *to_core;       /* edge -> core */
 	struct idmap conns;       /* id -> struct econn */
+	unsigned send_delay_ms;   /* test fault injection: RAINBOW_TEST_SEND_DELAY_MS */
 	pthread_t thread;
 	struct thread_owner owner; /* the main thread, the edge thread while it
 	                            * runs (it claims itself), the main thread
@@ -314,9 +315,14 @@ static void drain_inbox(struct edge *e)
 		case XQ_ADOPT:
 			do_adopt(e, m);
 			break;
-		case XQ_SEND:
+		case XQ_SEND: {
+			size_t copies = m->nids;
+			if (e->send_delay_ms) /* a slow edge, for the back-pressure test */
+				usleep(e->send_delay_ms * 1000u);
 			do_send(e, m);
+			xq_settle(e->inbox, copies);
 			break;
+		}
 		case XQ_CLOSE:
 			if (ec)
 				start_close(ec, m->code, m->text, false);
@@ -673,6 +679,12 @@ struct edge *edge_new(const struct edge_opts *opts, struct xq *to_core_q)
 	thread_owner_set(&e->owner);
 	e->opts = *opts;
 	e->to_core = to_core_q;
+	const char *delay = getenv("RAINBOW_TEST_SEND_DELAY_MS");
+	if (delay && *delay) {
+		e->send_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+		log_warn("RAINBOW_TEST_SEND_DELAY_MS=%u: each push waits that long on the edge "
+			 "thread (test fault injection)", e->send_delay_ms);
+	}
 	e->inbox = xq_new(ring_edge, e);
 	if (!e->inbox)
 		goto fail;

@@ -14,6 +14,8 @@ struct xq {
 	void *arg;
 	/* Written under lock, read by anyone without it. */
 	atomic_size_t depth, depth_max;
+	/* XQ_SEND copies pushed and not yet settled by the consumer. */
+	atomic_size_t backlog;
 };
 
 static atomic_uint_fast64_t next_conn_id = 1;
@@ -76,6 +78,8 @@ void xq_push(struct xq *q, struct xq_msg *m)
 	bool was_empty;
 
 	m->next = NULL;
+	if (m->type == XQ_SEND)
+		atomic_fetch_add_explicit(&q->backlog, m->nids, memory_order_relaxed);
 	pthread_mutex_lock(&q->lock);
 	was_empty = q->head == NULL;
 	if (q->tail)
@@ -111,6 +115,16 @@ struct xq_msg *xq_drain(struct xq *q)
 size_t xq_depth(const struct xq *q)
 {
 	return atomic_load_explicit(&q->depth, memory_order_acquire);
+}
+
+void xq_settle(struct xq *q, size_t copies)
+{
+	atomic_fetch_sub_explicit(&q->backlog, copies, memory_order_relaxed);
+}
+
+size_t xq_backlog(const struct xq *q)
+{
+	return atomic_load_explicit(&q->backlog, memory_order_relaxed);
 }
 
 size_t xq_depth_max(const struct xq *q)

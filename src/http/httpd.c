@@ -83,12 +83,13 @@ static void req_free(struct httpd_req *r)
 	free(r);
 }
 
-static void write_response(struct hconn *c, int status, const char *ctype,
+static void write_response(struct hconn *c, int status, const char *ctype, const char *extra,
 			   const char *body, size_t len, bool keepalive)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-			    "Content-Length: %zu\r\n%s\r\n", status, http_reason(status), ctype, len,
+			    "Content-Length: %zu\r\n%s%s\r\n", status, http_reason(status), ctype, len,
+			    extra ? extra : "",
 			    !keepalive ? "Connection: close\r\n" :
 			    c->http10 ? "Connection: keep-alive\r\n" : "");
 	/* HEAD: the headers a GET would get, Content-Length included. */
@@ -129,7 +130,7 @@ static void fail_conn(struct hconn *c, int status, const char *msg)
 	char *body = error_json(msg);
 
 	stop_waiting(c);
-	write_response(c, status, "application/json", body ? body : NO_ERROR_JSON,
+	write_response(c, status, "application/json", NULL, body ? body : NO_ERROR_JSON,
 		       body ? strlen(body) : sizeof(NO_ERROR_JSON) - 1, false);
 	free(body);
 	c->failed = true;
@@ -335,11 +336,17 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 void httpd_reply(struct httpd_req *r, int status, const char *ctype,
 		 const char *body, size_t len)
 {
+	httpd_reply_with(r, status, NULL, ctype, body, len);
+}
+
+void httpd_reply_with(struct httpd_req *r, int status, const char *extra, const char *ctype,
+		      const char *body, size_t len)
+{
 	struct hconn *c = r->priv;
 
 	if (c) {
 		c->s->pending--;
-		write_response(c, status, ctype ? ctype : "application/json", body, len,
+		write_response(c, status, ctype ? ctype : "application/json", extra, body, len,
 			       c->keepalive && !c->s->closing);
 		c->req = NULL;
 		if (!c->in_dispatch)

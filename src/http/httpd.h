@@ -74,6 +74,9 @@ void httpd_reply(struct httpd_req *req, int status, const char *content_type,
 /* Shorthand: JSON {"status":1,"msg":"<msg>"} with HTTP status code; msg is
  * JSON-escaped whole (one that is not UTF-8 becomes "error"). */
 void httpd_reply_error(struct httpd_req *req, int http_status, const char *msg);
+/* httpd_reply with extra header lines, each ending in CRLF (NULL: none). */
+void httpd_reply_with(struct httpd_req *req, int status, const char *extra,
+		      const char *content_type, const char *body, size_t len);
 
 /* Requests received and not yet answered. */
 size_t httpd_pending(const struct httpd *s);

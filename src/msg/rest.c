@@ -308,6 +308,43 @@ static void send_qos12(struct core *c, struct httpd_req *req, const struct route
 	push_seal(p); /* may answer at once (and free sc) */
 }
 
+/*
+ * Back-pressure (docs/rest-api.md): while more than push_backlog copies of
+ * earlier pushes wait for the edge thread, a push is refused at once with
+ * "busy" and retry_after (HTTP 503 with Retry-After under
+ * rest_status_codes = strict, 200 with status 1 in compat mode) instead of
+ * queueing seconds of backlog in memory. A push is judged by what waits
+ * before it, so one larger than the bound still goes when the queue is
+ * short. True if req was answered.
+ */
+static bool busy(struct core *c, struct httpd_req *req)
+{
+	static struct log_limit lim; /* core thread only */
+	static bool lim_ready;
+	size_t backlog = xq_backlog(c->to_edge);
+	if (!c->conf->push_backlog || backlog <= (size_t)c->conf->push_backlog)
+		return false;
+	if (!lim_ready) {
+		log_limit_init(&lim, 1, 1000);
+		lim_ready = true;
+	}
+	metric_inc(M_PUSHES_BUSY);
+	log_limited(&lim, LOG_INFO, "rest: push refused: busy (%zu copies waiting for the "
+		    "edge thread, push_backlog %d)", backlog, c->conf->push_backlog);
+	json_t *j = json_pack("{s:i, s:s, s:i}", "status", 1, "msg", "busy", "retry_after", 1);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	metric_inc(M_REST_ERRORS);
+	if (s && strict_codes(c))
+		httpd_reply_with(req, 503, "Retry-After: 1\r\n", NULL, s, strlen(s));
+	else if (s)
+		httpd_reply(req, 200, NULL, s, strlen(s));
+	else
+		httpd_reply_error(req, 503, "busy");
+	free(s);
+	json_decref(j);
+	return true;
+}
+
 static void rest_send(struct core *c, struct httpd_req *req)
 {
 	const char *channel = kv_get(&req->args, "channel");
@@ -335,6 +372,8 @@ static void rest_send(struct core *c, struct httpd_req *req)
 		params_error(req, "timeout must be a number of seconds");
 		return;
 	}
+	if (busy(c, req))
+		return;
 	if (channel && !*channel)
 		channel = NULL; /* the original took "" as missing too */
 	if (!channel && !identity && !device) {
@@ -983,11 +1022,14 @@ static void metrics_text(struct core *c, struct httpd_req *req)
 		"# TYPE rainbow_seam_queue_depth_max gauge\n"
 		"rainbow_seam_queue_depth_max{queue=\"edge_to_core\"} %zu\n"
 		"rainbow_seam_queue_depth_max{queue=\"core_to_edge\"} %zu\n"
+		"# HELP rainbow_push_backlog Copies of pushes waiting for the edge thread (bounded by push_backlog)\n"
+		"# TYPE rainbow_push_backlog gauge\n"
+		"rainbow_push_backlog %zu\n"
 		"# HELP rainbow_commit_held Outputs held until the open batch commits\n"
 		"# TYPE rainbow_commit_held gauge\n"
 		"rainbow_commit_held %zu\n",
 		xq_depth(c->inbox), xq_depth(c->to_edge), xq_depth_max(c->inbox),
-		xq_depth_max(c->to_edge), commit_held(c->commit)) >= 0;
+		xq_depth_max(c->to_edge), xq_backlog(c->to_edge), commit_held(c->commit)) >= 0;
 	/* The cluster's membership and links, when it is on. */
 	if (ok && strcmp(c->engine->ops->name, "local") != 0)
 		ok = cluster_metrics(c, out);

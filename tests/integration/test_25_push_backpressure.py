@@ -1,0 +1,82 @@
+"""25 push back-pressure (docs/rest-api.md Back-pressure): while more than
+push_backlog copies of earlier pushes wait for the edge thread, /send/ is
+refused at once with "busy" and retry_after (HTTP 200 status 1 in compat
+mode; 503 with Retry-After under rest_status_codes = strict), counted, and
+every push that was accepted is delivered to every member. The edge is
+slowed by the test hook RAINBOW_TEST_SEND_DELAY_MS so that the backlog is
+certain, not a race."""
+import asyncio
+import concurrent.futures
+
+import pytest
+
+import rainbow as rb
+from rainbow import Client, Collector, run
+
+MEMBERS = 10
+
+
+def flood(gw, n):
+    """n QoS 0 pushes to channel "flood" at once, from threads: the answers."""
+    def one(i):
+        return gw.push({"channel": "flood", "qos": 0}, b"m%d" % i)
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        return list(ex.map(one, range(n)))
+
+
+@pytest.mark.parametrize("codes", ["compat", "strict"])
+def test_busy_pushes_refused_accepted_ones_delivered(gateway, backend, codes):
+    gw = gateway(start=False, push_backlog=5, rest_status_codes=codes)
+    gw.start(env={"RAINBOW_TEST_SEND_DELAY_MS": "300"})
+
+    async def body():
+        cs = [await Client.open(gw) for _ in range(MEMBERS)]
+        cols = [Collector(c) for c in cs]
+        for c in cs:
+            await asyncio.to_thread(gw.sub, c.identity, "flood")
+        answers = await asyncio.to_thread(flood, gw, 12)
+        ok = [r for r in answers if r.json.get("status") == 0]
+        busy = [r for r in answers if r.json.get("status") == 1]
+        assert len(ok) + len(busy) == 12, [r.json for r in answers]
+        assert ok and busy, [r.json for r in answers]
+        for r in busy:
+            assert r.json == {"status": 1, "msg": "busy", "retry_after": 1}, r.json
+            if codes == "strict":
+                assert r.status == 503 and r.headers.get("retry-after") == "1", r.headers
+            else:
+                assert r.status == 200
+        for r in ok:
+            assert r.status == 200 and r.json["connections"] == MEMBERS, r.json
+        # Every accepted push reaches every member (each carries its own
+        # payload, so count per member).
+        want = len(ok)
+        for col in cols:
+            await rb.await_until(lambda: len(col.frames) >= want, 30,
+                                 what="the accepted pushes at every member")
+        await asyncio.sleep(0.5)
+        for col in cols:
+            assert len(col.frames) == want, (len(col.frames), want)
+        m = gw.metrics()
+        assert m["rainbow_pushes_refused_busy_total"][3][0][2] == len(busy)
+        # Once the edge caught up, pushes go through again.
+        await rb.await_until(lambda: gw.metrics()["rainbow_push_backlog"][3][0][2] == 0, 30,
+                             what="the backlog drained")
+        r = await asyncio.to_thread(gw.push, {"channel": "flood", "qos": 0}, b"after")
+        assert r.json["status"] == 0, r.json
+        for c in cs:
+            await c.close()
+    run(body(), timeout=120)
+    assert "push refused: busy" in gw.log_text()
+
+
+def test_unbounded_when_push_backlog_is_zero(gateway, backend):
+    gw = gateway(start=False, push_backlog=0)
+    gw.start(env={"RAINBOW_TEST_SEND_DELAY_MS": "100"})
+
+    async def body():
+        c = await Client.open(gw)
+        await asyncio.to_thread(gw.sub, c.identity, "flood")
+        answers = await asyncio.to_thread(flood, gw, 6)
+        assert all(r.json["status"] == 0 for r in answers), [r.json for r in answers]
+        await c.close()
+    run(body(), timeout=60)
