@@ -228,9 +228,57 @@ static bool parse_timeout(const char *s, double *out)
 
 /* ---- /send/: a push with legs (push.h) to a resolved target (route.h) ---- */
 
-struct send_call {
+/*
+ * Where a push's answer goes: the HTTP request of a single /send/, or one
+ * slot of a /batch/ (whose request is answered when every slot is).
+ */
+struct batch {
 	struct core *c;
 	struct httpd_req *req;
+	size_t n, waiting;
+	json_t *results; /* array of n, filled in place */
+};
+
+struct sink {
+	struct core *c;
+	struct httpd_req *req;
+	struct batch *batch;
+	size_t slot;
+};
+
+static void batch_put(struct batch *b, size_t slot, json_t *j)
+{
+	json_array_set_new(b->results, slot, j ? j : json_pack("{s:i, s:s}", "status", 1, "msg",
+								  "out of memory"));
+	if (--b->waiting)
+		return;
+	reply_json(b->req, 200, json_pack("{s:i, s:o}", "status", 0, "results", b->results));
+	free(b);
+}
+
+/* Takes j. http_status: what a single /send/ answers with. */
+static void sink_answer(const struct sink *s, int http_status, json_t *j)
+{
+	if (s->batch)
+		batch_put(s->batch, s->slot, j);
+	else
+		reply_json(s->req, http_status, j);
+}
+
+/* An outcome the original answered over HTTP 200 with "status":1; in a
+ * batch, that slot's result. */
+static void sink_refuse(const struct sink *s, int strict_status, const char *msg)
+{
+	if (s->batch) {
+		metric_inc(M_REST_ERRORS);
+		batch_put(s->batch, s->slot, json_pack("{s:i, s:s}", "status", 1, "msg", msg));
+	} else {
+		refuse(s->req, strict_status, msg);
+	}
+}
+
+struct send_call {
+	struct sink sink;
 	size_t n_remote;
 	struct push_leg remote[]; /* one per other node */
 };
@@ -242,7 +290,7 @@ struct send_call {
 static void on_push_done(const struct push_result *r, void *arg)
 {
 	struct send_call *sc = arg;
-	struct core *c = sc->c;
+	struct core *c = sc->sink.c;
 	bool none = r->acked == 0 && r->pending == 0 && r->total > 0;
 	json_t *j = json_pack("{s:i, s:I, s:I, s:I}", "status", none ? 1 : 0,
 			      "connections", (json_int_t)r->acked, "failed", (json_int_t)r->failed,
@@ -265,11 +313,11 @@ static void on_push_done(const struct push_result *r, void *arg)
 		json_object_set_new(j, "data", data ? data : json_null());
 	else
 		json_decref(data);
-	reply_json(sc->req, none && strict_codes(c) ? 504 : 200, j);
+	sink_answer(&sc->sink, none && strict_codes(c) ? 504 : 200, j);
 	free(sc);
 }
 
-static void send_qos0(struct core *c, struct httpd_req *req, const struct route_set *rs,
+static void send_qos0(struct core *c, const struct sink *sk, const struct route_set *rs,
 		      const struct engine_push *em)
 {
 	/* At most once: the connections it was sent to here; other nodes get
@@ -280,22 +328,23 @@ static void send_qos0(struct core *c, struct httpd_req *req, const struct route_
 		if (c->engine->ops->publish(c->engine, rs->nodes[i], em, NULL) == RB_OK &&
 		    em->identity)
 			sent++; /* the one connection, held there */
-	reply_json(req, 200, json_pack("{s:i, s:I}", "status", 0, "connections",
-				       (json_int_t)sent));
+	sink_answer(sk, 200, json_pack("{s:i, s:I}", "status", 0, "connections", (json_int_t)sent));
 }
 
-static void send_qos12(struct core *c, struct httpd_req *req, const struct route_set *rs,
+static void send_qos12(struct core *c, const struct sink *sk, const struct route_set *rs,
 		       const struct engine_push *em)
 {
 	struct send_call *sc = calloc(1, sizeof(*sc) + rs->n_nodes * sizeof(sc->remote[0]));
 	struct push *p = sc ? push_new(c->pushes, c->base, em->timeout, on_push_done, sc) : NULL;
 	if (!p) {
 		free(sc);
-		fail(req, 503, "out of memory");
+		if (sk->batch)
+			batch_put(sk->batch, sk->slot, NULL);
+		else
+			fail(sk->req, 503, "out of memory");
 		return;
 	}
-	sc->c = c;
-	sc->req = req;
+	sc->sink = *sk;
 	sc->n_remote = rs->n_nodes;
 	deliver_push(c, p, rs->conns, rs->n_conns, rs->offline, rs->n_offline, em->qos,
 		     em->msgtype, em->payload, em->len);
@@ -306,6 +355,51 @@ static void send_qos12(struct core *c, struct httpd_req *req, const struct route
 			push_leg_done(&sc->remote[i], PUSH_FAILED, NULL, 0);
 	}
 	push_seal(p); /* may answer at once (and free sc) */
+}
+
+/*
+ * One push, its parameters checked: resolve the target, deliver, and
+ * answer into sk (at once, or when the receipt is complete).
+ */
+static void push_one(struct core *c, const struct sink *sk, const struct engine_push *em)
+{
+	const char *channel = em->channel, *identity = em->identity;
+	struct target t = { channel ? TARGET_CHANNEL : identity ? TARGET_IDENTITY : TARGET_DEVICE,
+			    channel ? channel : identity ? identity : em->device };
+	struct route_set rs;
+	/* Sessions subscribed while offline get QoS 1/2 when back. */
+	if (route_resolve(c, &t, em->qos > 0, &rs) != RB_OK) {
+		if (sk->batch)
+			batch_put(sk->batch, sk->slot, NULL);
+		else
+			fail(sk->req, 503, "out of memory");
+		return;
+	}
+	if (!channel && !route_found(&rs)) {
+		sink_refuse(sk, 404, identity ? "no such connection" : "no such device");
+		route_set_free(&rs);
+		return;
+	}
+	char name[128];
+	log_name(t.name, name);
+	char nodes[48] = "";
+	if (rs.n_nodes)
+		snprintf(nodes, sizeof(nodes), ", %zu other nodes", rs.n_nodes);
+	log_info("rest: push to %s \"%s\": qos %u, msgtype %u, %zu recipients (%zu offline)%s",
+		 channel ? "channel" : identity ? "identity" : "device", name, (unsigned)em->qos,
+		 (unsigned)em->msgtype, rs.n_conns + rs.n_offline, rs.n_offline, nodes);
+	metric_inc(M_PUSHES);
+	if (channel && !route_found(&rs)) {
+		/* Nobody to deliver to is not an error: the original's answer. */
+		sink_answer(sk, 200, em->qos ? json_pack("{s:i, s:i, s:s}", "status", 0,
+							 "connections", 0, "data", "")
+					     : json_pack("{s:i}", "status", 0));
+	} else if (!em->qos) {
+		send_qos0(c, sk, &rs, em);
+	} else {
+		send_qos12(c, sk, &rs, em);
+	}
+	route_set_free(&rs);
 }
 
 /*
@@ -359,6 +453,8 @@ static void rest_send(struct core *c, struct httpd_req *req)
 		httpd_reply(req, 200, "text/plain", "ok", 2);
 		return;
 	}
+	if (busy(c, req))
+		return;
 	/* The original's defaults: msgtype 1, qos 2, timeout 10. */
 	if ((v = kv_get(&req->args, "qos")) && rb_parse_decs(v, 2, &qos) != RB_OK) {
 		refuse(req, 400, "qos level error");
@@ -372,8 +468,6 @@ static void rest_send(struct core *c, struct httpd_req *req)
 		params_error(req, "timeout must be a number of seconds");
 		return;
 	}
-	if (busy(c, req))
-		return;
 	if (channel && !*channel)
 		channel = NULL; /* the original took "" as missing too */
 	if (!channel && !identity && !device) {
@@ -384,44 +478,132 @@ static void rest_send(struct core *c, struct httpd_req *req)
 		params_error(req, "give exactly one of channel, identity, device");
 		return;
 	}
-	struct target t = { channel ? TARGET_CHANNEL : identity ? TARGET_IDENTITY : TARGET_DEVICE,
-			    channel ? channel : identity ? identity : device };
-	struct route_set rs;
-	/* Sessions subscribed while offline get QoS 1/2 when back. */
-	if (route_resolve(c, &t, qos > 0, &rs) != RB_OK) {
-		fail(req, 503, "out of memory");
-		return;
-	}
-	if (!channel && !route_found(&rs)) {
-		refuse(req, 404, identity ? "no such connection" : "no such device");
-		route_set_free(&rs);
-		return;
-	}
-	char name[128];
-	log_name(t.name, name);
-	char nodes[48] = "";
-	if (rs.n_nodes)
-		snprintf(nodes, sizeof(nodes), ", %zu other nodes", rs.n_nodes);
-	log_info("rest: push to %s \"%s\": qos %u, msgtype %u, %zu recipients (%zu offline)%s",
-		 channel ? "channel" : identity ? "identity" : "device", name, (unsigned)qos,
-		 (unsigned)msgtype, rs.n_conns + rs.n_offline, rs.n_offline, nodes);
-	metric_inc(M_PUSHES);
-	if (channel && !route_found(&rs)) {
-		/* Nobody to deliver to is not an error: the original's answer. */
-		const char *ans = qos ? "{\"status\":0,\"connections\":0,\"data\":\"\"}"
-				      : "{\"status\":0}";
-		core_reply(c, req, 200, NULL, ans, strlen(ans));
-		route_set_free(&rs);
-		return;
-	}
 	struct engine_push em = { .channel = channel, .identity = identity, .device = device,
 				  .qos = (uint8_t)qos, .msgtype = (uint16_t)msgtype,
 				  .payload = req->body, .len = req->body_len, .timeout = timeout };
-	if (!qos)
-		send_qos0(c, req, &rs, &em);
-	else
-		send_qos12(c, req, &rs, &em);
-	route_set_free(&rs);
+	struct sink sk = { c, req, NULL, 0 };
+	push_one(c, &sk, &em);
+}
+
+/* ---- /batch/: several pushes in one call ---- */
+
+#define BATCH_MAX 1000
+
+/* One message of a batch into *em (strings borrowed from m; *payload
+ * malloc'd when decoded from base64). NULL, or what is wrong with it. */
+static const char *batch_message(json_t *m, struct engine_push *em, void **payload)
+{
+	const char *keys[] = { "channel", "identity", "device" };
+	const char **dst[] = { &em->channel, &em->identity, &em->device };
+	size_t targets = 0;
+	json_t *v;
+
+	*em = (struct engine_push){ .qos = 2, .msgtype = 1, .timeout = 10 };
+	*payload = NULL;
+	if (!json_is_object(m))
+		return "each message must be a JSON object";
+	for (size_t i = 0; i < 3; i++) {
+		v = json_object_get(m, keys[i]);
+		if (v && (!json_is_string(v) || !json_string_length(v)))
+			return "channel, identity and device must be non-empty strings";
+		if (v) {
+			*dst[i] = json_string_value(v);
+			targets++;
+		}
+	}
+	if (targets != 1)
+		return "give exactly one of channel, identity, device";
+	if ((v = json_object_get(m, "qos"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 2)
+			return "qos must be 0, 1 or 2";
+		em->qos = (uint8_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(m, "msgtype"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 65535)
+			return "msgtype must be an integer in 0..65535";
+		em->msgtype = (uint16_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(m, "timeout"))) {
+		if (!json_is_number(v))
+			return "timeout must be a number of seconds";
+		double t = json_number_value(v);
+		em->timeout = !(t > 0) ? 10 : t > 3600 ? 3600 : t;
+	}
+	json_t *d = json_object_get(m, "data"), *d64 = json_object_get(m, "data_base64");
+	if (d && d64)
+		return "give data or data_base64, not both";
+	if (d && !json_is_string(d))
+		return "data must be a string (the payload as it is sent)";
+	if (d) {
+		em->payload = json_string_value(d);
+		em->len = json_string_length(d);
+	} else if (d64) {
+		size_t n = json_is_string(d64) ? json_string_length(d64) : 1;
+		unsigned char *out = n % 4 == 0 ? malloc(n / 4 * 3 + 1) : NULL;
+		int k = out ? EVP_DecodeBlock(out, (const unsigned char *)json_string_value(d64),
+					      (int)n) : -1;
+		if (k < 0) {
+			free(out);
+			return "data_base64 must be standard base64";
+		}
+		const char *e = json_string_value(d64) + n;
+		for (int pad = 0; pad < 2 && n && e[-1 - pad] == '='; pad++)
+			k--; /* EVP_DecodeBlock counts the padding */
+		em->payload = out;
+		em->len = (size_t)k;
+		*payload = out;
+	}
+	return NULL;
+}
+
+static void rest_batch(struct core *c, struct httpd_req *req)
+{
+	json_error_t err;
+	json_t *j = json_loadb(req->body, req->body_len, 0, &err);
+	json_t *msgs = json_is_object(j) ? json_object_get(j, "messages") : j;
+
+	if (busy(c, req)) {
+		json_decref(j);
+		return;
+	}
+	if (!json_is_array(msgs) || !json_array_size(msgs) || json_array_size(msgs) > BATCH_MAX) {
+		json_decref(j);
+		params_error(req, "body must be {\"messages\": [...]} with 1 to 1000 messages");
+		return;
+	}
+	size_t n = json_array_size(msgs);
+	struct batch *b = calloc(1, sizeof(*b));
+	if (!b || !(b->results = json_array())) {
+		free(b);
+		json_decref(j);
+		fail(req, 503, "out of memory");
+		return;
+	}
+	*b = (struct batch){ c, req, n, n, b->results };
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(b->results, json_null());
+	/* One more for the loop itself: no answer before every message went. */
+	b->waiting++;
+	for (size_t i = 0; i < n; i++) {
+		struct engine_push em;
+		void *owned;
+		const char *bad = batch_message(json_array_get(msgs, i), &em, &owned);
+		struct sink sk = { c, req, b, i };
+		if (bad) {
+			metric_inc(M_REST_ERRORS);
+			batch_put(b, i, json_pack("{s:i, s:s, s:s}", "status", 1, "msg",
+						  "params error", "detail", bad));
+		} else {
+			push_one(c, &sk, &em);
+		}
+		free(owned);
+	}
+	json_decref(j);
+	/* The loop's own count; the last answer replies. */
+	if (--b->waiting == 0) {
+		reply_json(req, 200, json_pack("{s:i, s:o}", "status", 0, "results", b->results));
+		free(b);
+	}
 }
 
 /* Parses the JSON object body of /sub/, /unsub/, /kick/; answers the error
@@ -1168,6 +1350,7 @@ static const struct route {
 	/* serverinfo_auth decides, in the handler. */
 	{ "/serverinfo", "GET", NULL, false, serverinfo },
 	{ "/send", "POST", "GET", true, rest_send },
+	{ "/batch", "POST", NULL, true, rest_batch },
 	{ "/sub", "POST", NULL, true, do_sub },
 	{ "/unsub", "POST", NULL, true, do_unsub },
 	{ "/kick", "POST", NULL, true, rest_kick },
