@@ -63,3 +63,16 @@ def test_batch_bad_bodies(gateway, backend):
     assert r.json == {"status": 0, "results": [{"status": 0}]}, r.json
     r = gw.rest("POST", "/batch/", body={"messages": []}, sign=None)
     assert rb.json_body(r)["msg"] == "signature error"
+
+
+def test_python_helper_batch(gateway, backend):
+    """clients/python's RestClient.batch against the real gateway."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
+    from rainbow_backend import RestClient
+    gw = gateway()
+    rest = RestClient("http://127.0.0.1:%d" % gw.port, token=gw.token, signature="v1")
+    res = rest.batch([{"channel": "nobody", "qos": 0, "data": "x"},
+                      {"identity": "0" * 64, "qos": 1, "data": "x"}])
+    assert res == [{"status": 0}, {"status": 1, "msg": "no such connection"}], res

@@ -118,6 +118,14 @@ class RestClient:
         return self.call("POST", "/send/", query, payload if payload is not None else b"",
                          timeout=float(timeout) + 5)
 
+    def batch(self, messages, timeout=30):
+        """POST /batch/: up to 1,000 pushes in one call. messages: dicts with
+        one of channel/identity/device, and qos, msgtype, timeout, data (str)
+        or data_base64 as /send/ takes them. Returns the list of results, one
+        per message, in order (each as /send/ would have answered)."""
+        return self.call("POST", "/batch/", body={"messages": list(messages)},
+                         timeout=float(timeout) + 5)["results"]
+
     def sub(self, identity, channel, occupy=False):
         """Subscribe a connection; occupy=True first removes every other
         member of the channel."""
