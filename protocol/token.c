@@ -121,7 +121,7 @@ static const char *take_claims(json_t *p, int64_t now, int leeway, struct token_
 		return "token has no valid sub";
 	if (!json_is_number(exp))
 		return "token has no exp";
-	if (json_number_value(exp) + leeway <= (double)now)
+	if (!(json_number_value(exp) + leeway > (double)now)) /* also NaN */
 		return "token expired";
 	if (nbf && (!json_is_number(nbf) || json_number_value(nbf) - leeway > (double)now))
 		return "token not yet valid";
@@ -135,7 +135,10 @@ static const char *take_claims(json_t *p, int64_t now, int leeway, struct token_
 			return "token channels must be non-empty strings";
 
 	out->sub = strdup(json_string_value(sub));
-	out->exp = (int64_t)json_number_value(exp);
+	/* A number past what int64 holds (or not finite) is the far future:
+	 * cast as it is, it would be undefined behaviour. */
+	double e = json_number_value(exp);
+	out->exp = e < 9.0e18 ? (int64_t)e : INT64_C(9000000000000000000);
 	out->info = info ? json_dumps(info, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	out->n_channels = json_array_size(chans);
 	out->channels = calloc(out->n_channels ? out->n_channels : 1, sizeof(char *));

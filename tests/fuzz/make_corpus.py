@@ -255,6 +255,8 @@ with open(os.path.join(HERE, "..", "fixtures", "token_vectors.json")) as f:
     TOKEN = {"vec-" + v["name"]: v["token"].encode() for v in json.load(f)["vectors"]}
 TOKEN["claims-full"] = b'{"sub":"u","exp":2000000000,"info":{"a":[1,2]},"channels":["x"]}'
 TOKEN["claims-expired"] = b'{"sub":"u","exp":1}'
+# Found by fuzz_token: an exp past int64 (its cast was undefined behaviour).
+TOKEN["regress-huge-exp"] = b'{"sub":"u","exp":3.3e109}'
 
 
 def write(target, seeds):

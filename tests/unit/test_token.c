@@ -113,6 +113,24 @@ static void test_make(void **state)
 	json_decref(vs);
 }
 
+/* An exp past int64 (found by fuzz_token: the cast was undefined) is the
+ * far future, not an overflow. */
+static void test_huge_exp(void **state)
+{
+	char tok[512];
+	struct token_claims tc;
+	const char *why;
+	(void)state;
+
+	assert_true(token_make("{\"sub\":\"u\",\"exp\":3.3e109}", "s", tok, sizeof(tok)) > 0);
+	assert_int_equal(token_verify(tok, "s", 1700000000, 0, &tc, &why), RB_OK);
+	assert_true(tc.exp > INT64_C(1) << 62);
+	token_claims_free(&tc);
+	assert_true(token_make("{\"sub\":\"u\",\"exp\":-3.3e109}", "s", tok, sizeof(tok)) > 0);
+	assert_int_equal(token_verify(tok, "s", 1700000000, 0, &tc, &why), RB_EREFUSED);
+	assert_string_equal(why, "token expired");
+}
+
 /* Over the length limit, and a signature part too long to be one. */
 static void test_limits(void **state)
 {
@@ -138,6 +156,7 @@ int main(void)
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_make),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_huge_exp),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
