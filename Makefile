@@ -59,7 +59,7 @@ CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o) \
 CLIENT_LIB := $(BUILD)/librainbow-client.a
 CLI        := $(BUILD)/rainbow-cli
 
-.PHONY: all run serve demo test layers unit integration clients-test js-test browser-test bench asan tsan fuzz clean deps install uninstall
+.PHONY: all run serve demo test layers unit integration clients-test js-test browser-test bench bench-quick asan tsan fuzz clean deps install uninstall
 .SECONDARY:
 all: $(SERVER) $(CLIENT_LIB) $(CLI)
 
@@ -94,6 +94,21 @@ $(BUILD)/tests/test_client_%: $(BUILD)/obj/tests/unit/test_client_%.o $(CLIENT_L
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# The benchmarks' load generator (bench/loadgen.c, `loadgen --help`): one epoll
+# loop, the client library's codecs, its own histogram (bench/hdr.c), which
+# tests/unit/test_hdr.c tests alone. Built for make bench.
+LOADGEN := $(BUILD)/bench/loadgen
+bench: $(LOADGEN)
+$(LOADGEN): $(BUILD)/obj/bench/loadgen.o $(BUILD)/obj/bench/hdr.o $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
+
+$(BUILD)/tests/test_hdr: $(BUILD)/obj/tests/unit/test_hdr.o $(BUILD)/obj/bench/hdr.o
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lm
 
 # fuzz: each libFuzzer target in tests/fuzz/ (see its README.md), built with
 # clang, ASan and UBSan (any report aborts) in $(FUZZ_BUILD)/, linking only
@@ -212,6 +227,11 @@ browser-test: $(SERVER)
 
 bench: $(SERVER)
 	$(Q)bench/run
+
+# Every scenario in under 3 minutes: one short round each, smaller sizes
+# (bench/README.md); figures for a smoke check, not for comparison.
+bench-quick: $(SERVER) $(LOADGEN)
+	$(Q)BENCH_QUICK=1 bench/run
 
 asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZER=address unit integration
