@@ -1265,6 +1265,39 @@ static void on_up(void *arg, uint32_t node, uint64_t incarnation)
 	send_full(l, node);
 }
 
+static uint32_t rpub_node(const void *v)
+{
+	return ((const struct rpub *)v)->node;
+}
+
+static uint32_t call_node(const void *v)
+{
+	return ((const struct call *)v)->node;
+}
+
+/* The keys of m whose value belongs to node, into a malloc'd *out (as many
+ * as memory allows); how many. */
+static size_t ids_of_node(const struct idmap *m, uint32_t node,
+			  uint32_t (*node_of)(const void *), uint64_t **out)
+{
+	size_t i = 0, n = 0, cap = 0;
+	uint64_t id, *ids = NULL;
+	void *v;
+	while (idmap_next(m, &i, &id, &v)) {
+		if (node_of(v) != node)
+			continue;
+		if (n == cap) {
+			uint64_t *nv = realloc(ids, (cap = cap ? cap * 2 : 16) * sizeof(*ids));
+			if (!nv)
+				break;
+			ids = nv;
+		}
+		ids[n++] = id;
+	}
+	*out = ids;
+	return n;
+}
+
 static void on_down(void *arg, uint32_t node)
 {
 	struct lan *l = arg;
@@ -1274,20 +1307,8 @@ static void on_down(void *arg, uint32_t node)
 	gives_node_down(l, node);
 	/* Its legs of our pushes failed; its answers to our calls will not
 	 * come. Collect first: completing may start other work. */
-	size_t i = 0, n = 0, cap = 0;
-	uint64_t id, *ids = NULL;
-	void *v;
-	while (idmap_next(&l->pubs, &i, &id, &v))
-		if (((struct rpub *)v)->node == node) {
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				uint64_t *nv = realloc(ids, cap * sizeof(*ids));
-				if (!nv)
-					break;
-				ids = nv;
-			}
-			ids[n++] = id;
-		}
+	uint64_t *ids = NULL;
+	size_t n = ids_of_node(&l->pubs, node, rpub_node, &ids);
 	for (size_t k = 0; k < n; k++) {
 		struct rpub *r = idmap_del(&l->pubs, ids[k]);
 		if (!r)
@@ -1298,19 +1319,9 @@ static void on_down(void *arg, uint32_t node)
 		metric_inc(M_REMOTE_LEGS_FAILED);
 		push_leg_done(leg, PUSH_FAILED, NULL, 0);
 	}
-	n = 0;
-	i = 0;
-	while (idmap_next(&l->calls, &i, &id, &v))
-		if (((struct call *)v)->node == node) {
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				uint64_t *nv = realloc(ids, cap * sizeof(*ids));
-				if (!nv)
-					break;
-				ids = nv;
-			}
-			ids[n++] = id;
-		}
+	free(ids);
+	ids = NULL;
+	n = ids_of_node(&l->calls, node, call_node, &ids);
 	for (size_t k = 0; k < n; k++)
 		call_answered(l, ids[k], RB_EIO);
 	free(ids);
