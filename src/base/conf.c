@@ -88,7 +88,7 @@ static const struct opt opts[] = {
 	O(cluster_seeds, T_STR, "", 0, 0),
 	O(cluster_beacon_interval, T_SECONDS, "1", 0.01, 3600),
 	O(cluster_peer_timeout, T_SECONDS, "5", 0.02, 86400),
-	O(push_backlog, T_INT, "50000", 0, 100000000),
+	O(push_backlog, T_INT, "20000", 0, 100000000),
 	O(token_secret, T_STR, "", 0, 0),
 	O(token_required, T_BOOL, "false", 0, 0),
 	O(token_leeway, T_INT, "5", 0, 3600),

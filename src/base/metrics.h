@@ -32,6 +32,8 @@
 	X(M_QOS2_DUP_ANSWERED, "rainbow_qos2_duplicates_answered_total", "Duplicate QoS 2 SENDs answered from the store") \
 	X(M_CLOSE_HOOKS, "rainbow_close_hooks_total", "Close hooks sent") \
 	X(M_PUSHES, "rainbow_pushes_total", "Accepted /send/ calls") \
+	X(M_WRITE_BATCHED, "rainbow_frames_batched_total", "Messages written to a connection together with others in one system call (several queued for it)") \
+	X(M_CONN_STALLED, "rainbow_connections_stalled_total", "Times a connection's send queue did not move for 1 s (its client does not read) and was left out of the push backlog") \
 	X(M_PUSHES_BUSY, "rainbow_pushes_refused_busy_total", "/send/ calls refused because more than push_backlog copies were waiting for the edge thread (answered busy, retry_after)") \
 	X(M_REST_ERRORS, "rainbow_rest_errors_total", "REST calls answered with an error status") \
 	X(M_SIGNATURE_ERRORS, "rainbow_signature_errors_total", "REST calls refused for their signature") \
@@ -85,6 +87,11 @@ extern atomic_uint_fast64_t metrics[M__COUNT];
 static inline void metric_inc(enum metric_id id)
 {
 	atomic_fetch_add_explicit(&metrics[id], 1, memory_order_relaxed);
+}
+
+static inline void metric_add(enum metric_id id, uint64_t n)
+{
+	atomic_fetch_add_explicit(&metrics[id], n, memory_order_relaxed);
 }
 
 static inline uint64_t metric_get(enum metric_id id)

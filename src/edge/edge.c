@@ -35,6 +35,15 @@
 _Static_assert(LWS_PRE <= RBUF_HEADROOM, "rbuf headroom must cover LWS_PRE");
 
 #define CLOSE_FLUSH_SECS 5
+/* Bytes of frames written in one go when several messages wait for one
+ * connection; also what lws sends per send(2) (the protocols'
+ * tx_packet_size), so a batch is one system call. */
+#define WRITE_BATCH 16384
+/* A connection whose queue has not moved for this long (its client does
+ * not read) stops counting in the push backlog: one stuck client must not
+ * hold back every publisher. Checked every STALL_CHECK_USECS. */
+#define STALL_USECS (1000 * LWS_US_PER_MS)
+#define STALL_CHECK_USECS (250 * LWS_US_PER_MS)
 /* Per-connection log lines: at most this many per interval (log.h). */
 #define CONN_LOG_BURST 5
 #define CONN_LOG_INTERVAL_MS 10000
@@ -53,6 +62,7 @@ struct oitem {
 	uint16_t msgid;   /* written into the header at send time if patch */
 	uint8_t dup;
 	bool patch;
+	bool counted;     /* in the push backlog until written or dropped */
 };
 
 struct econn {
@@ -71,6 +81,9 @@ struct econn {
 	uint16_t close_code;
 	uint16_t peer_code;
 	uint32_t dropped;  /* QoS 0 pushes dropped (slow consumer) */
+	bool stalled;      /* nothing written for STALL_USECS: its queue is
+	                    * out of the push backlog (check_stalls) */
+	lws_usec_t progress; /* last write, or when its queue became non-empty */
 	char close_reason[124]; /* a close frame holds at most 123 reason bytes */
 };
 
@@ -83,6 +96,8 @@ struct edge {
 	struct xq *inbox;         /* core -> edge */
 	struct xq *to_core;       /* edge -> core */
 	struct idmap conns;       /* id -> struct econn */
+	uint8_t wbuf[LWS_PRE + WRITE_BATCH]; /* batch_frames() */
+	lws_sorted_usec_list_t stall_timer; /* check_stalls() */
 	unsigned send_delay_ms;   /* test fault injection: RAINBOW_TEST_SEND_DELAY_MS */
 	pthread_t thread;
 	struct thread_owner owner; /* the main thread, the edge thread while it
@@ -177,20 +192,26 @@ static struct econn *econn_new(uint64_t id)
 	return ec;
 }
 
-static void queue_clear(struct econn *ec)
+/* Drops every queued copy; they leave the push backlog (xq_settle). */
+static void queue_clear(struct edge *e, struct econn *ec)
 {
 	struct oitem *it = ec->out_head;
+	size_t n = 0;
 	while (it) {
 		struct oitem *next = it->next;
+		n += it->counted;
 		rbuf_unref(it->buf);
 		free(it);
 		it = next;
 	}
 	ec->out_head = ec->out_tail = NULL;
 	ec->out_bytes = 0;
+	if (n)
+		xq_settle(e->inbox, n);
 }
 
-static void start_close(struct econn *ec, uint16_t code, const char *reason, bool now)
+static void start_close(struct edge *e, struct econn *ec, uint16_t code, const char *reason,
+			bool now)
 {
 	if (ec->closing && !now)
 		return;
@@ -199,7 +220,7 @@ static void start_close(struct econn *ec, uint16_t code, const char *reason, boo
 	ec->close_code = code;
 	snprintf(ec->close_reason, sizeof(ec->close_reason), "%s", reason ? reason : "");
 	if (now)
-		queue_clear(ec);
+		queue_clear(e, ec);
 	if (now || !ec->established) {
 		/* A slow consumer's socket may never become writeable again, so
 		 * waiting to write a close frame could wait forever: drop it. */
@@ -220,10 +241,18 @@ static void maybe_done(struct edge *e)
 	}
 }
 
+/*
+ * Queues each recipient's copy of a push. A copy stays in the push backlog
+ * (xq_backlog) until it is written to its socket or dropped, so /send/
+ * sees what waits here too, not only what waits in the seam.
+ */
 static void do_send(struct edge *e, struct xq_msg *m)
 {
+	size_t gone = 0; /* copies not queued: settled at once */
+
 	for (size_t i = 0; i < m->nids; i++) {
 		struct econn *ec = idmap_get(&e->conns, m->rcpts[i].id);
+		gone++;
 		if (!ec || ec->closing) {
 			metric_drop(DROP_CLOSED);
 			continue;
@@ -243,12 +272,12 @@ static void do_send(struct edge *e, struct xq_msg *m)
 			log_limited(&ec->log, LOG_INFO,
 				    "conn %llu: send queue over %zu bytes, closing (slow consumer)",
 				    (unsigned long long)ec->id, e->opts.send_queue_hard_bytes);
-			start_close(ec, 1008, "slow consumer", true);
+			start_close(e, ec, 1008, "slow consumer", true);
 			continue;
 		}
 		struct oitem *it = malloc(sizeof(*it));
 		if (!it) {
-			start_close(ec, 1011, "out of memory", true);
+			start_close(e, ec, 1011, "out of memory", true);
 			continue;
 		}
 		it->next = NULL;
@@ -256,15 +285,21 @@ static void do_send(struct edge *e, struct xq_msg *m)
 		it->patch = m->flags & XQF_PATCH;
 		it->msgid = m->rcpts[i].msgid;
 		it->dup = m->rcpts[i].dup;
-		if (ec->out_tail)
+		it->counted = !ec->stalled;
+		gone -= it->counted;
+		if (ec->out_tail) {
 			ec->out_tail->next = it;
-		else
+		} else {
 			ec->out_head = it;
+			ec->progress = lws_now_usecs();
+		}
 		ec->out_tail = it;
 		ec->out_bytes += m->buf->len;
 		if (ec->established)
 			lws_callback_on_writable(ec->wsi);
 	}
+	if (gone)
+		xq_settle(e->inbox, gone);
 }
 
 /* Takes m->fd (sets it to -1): lws owns it, or it is closed. */
@@ -315,17 +350,14 @@ static void drain_inbox(struct edge *e)
 		case XQ_ADOPT:
 			do_adopt(e, m);
 			break;
-		case XQ_SEND: {
-			size_t copies = m->nids;
+		case XQ_SEND:
 			if (e->send_delay_ms) /* a slow edge, for the back-pressure test */
 				usleep(e->send_delay_ms * 1000u);
 			do_send(e, m);
-			xq_settle(e->inbox, copies);
 			break;
-		}
 		case XQ_CLOSE:
 			if (ec)
-				start_close(ec, m->code, m->text, false);
+				start_close(e, ec, m->code, m->text, false);
 			break;
 		case XQ_FLOW:
 			if (ec && !ec->closing)
@@ -334,7 +366,7 @@ static void drain_inbox(struct edge *e)
 		case XQ_STOP:
 			e->stopping = true;
 			for (i = 0; idmap_next(&e->conns, &i, &id, &val);)
-				start_close(val, 1001, "going away", false);
+				start_close(e, val, 1001, "going away", false);
 			maybe_done(e);
 			break;
 		default:
@@ -430,7 +462,7 @@ static int on_established(struct edge *e, struct lws *wsi)
 	to_core(e, XQ_OPENED, ec->id, (uint8_t)((ec->v2 ? XQF_V2 : 0) | (ec->tls ? XQF_TLS : 0)),
 		NULL, hdrs);
 	if (e->stopping)
-		start_close(ec, 1001, "going away", false);
+		start_close(e, ec, 1001, "going away", false);
 	else if (ec->closing || ec->out_head)
 		lws_callback_on_writable(wsi);
 	return 0;
@@ -538,28 +570,107 @@ static int on_peer_close(struct econn *ec, struct lws *wsi, const uint8_t *in, s
 	return -1;
 }
 
-static int on_writeable(struct econn *ec, struct lws *wsi)
+/* SEND qos1/2: byte 0 holds DUP, bytes 3..4 the msgid of this copy. */
+static void patch_send(uint8_t *d, const struct oitem *it)
+{
+	d[0] = (uint8_t)((d[0] & ~0x08) | (it->dup ? 0x08 : 0));
+	d[3] = (uint8_t)(it->msgid >> 8);
+	d[4] = (uint8_t)it->msgid;
+}
+
+/* RFC 6455 5.2 header of an unmasked, final binary frame; its length. */
+static size_t frame_head(uint8_t *h, size_t len)
+{
+	h[0] = 0x82;
+	if (len < 126) {
+		h[1] = (uint8_t)len;
+		return 2;
+	}
+	if (len <= 0xffff) {
+		h[1] = 126;
+		h[2] = (uint8_t)(len >> 8);
+		h[3] = (uint8_t)len;
+		return 4;
+	}
+	h[1] = 127;
+	for (int i = 0; i < 8; i++)
+		h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+	return 10;
+}
+
+static struct oitem *queue_pop(struct econn *ec)
+{
+	struct oitem *it = ec->out_head;
+	ec->out_head = it->next;
+	if (!ec->out_head)
+		ec->out_tail = NULL;
+	ec->out_bytes -= it->buf->len;
+	return it;
+}
+
+/*
+ * Several queued messages go out in one write: their frames are built
+ * here, one after the other, in the edge's batch buffer and handed to lws
+ * as raw bytes (LWS_WRITE_HTTP is sent as is on a WebSocket, through TLS
+ * when there is TLS), one send(2) where lws_write would make one each.
+ * Returns the number of bytes written to the buffer (0: the first message
+ * does not fit; the caller sends it alone); *batched is the number of
+ * messages, *copies those of them counted in the push backlog.
+ */
+static size_t batch_frames(struct edge *e, struct econn *ec, size_t *copies, size_t *batched)
+{
+	uint8_t *p = e->wbuf + LWS_PRE, *end = p + WRITE_BATCH;
+
+	*copies = *batched = 0;
+	while (ec->out_head && (size_t)(end - p) >= ec->out_head->buf->len + 10) {
+		struct oitem *it = queue_pop(ec);
+		p += frame_head(p, it->buf->len);
+		memcpy(p, it->buf->data, it->buf->len);
+		if (it->patch)
+			patch_send(p, it);
+		p += it->buf->len;
+		*copies += it->counted;
+		rbuf_unref(it->buf);
+		free(it);
+		(*batched)++;
+	}
+	return (size_t)(p - (e->wbuf + LWS_PRE));
+}
+
+static int on_writeable(struct edge *e, struct econn *ec, struct lws *wsi)
 {
 	struct oitem *it = ec->close_now ? NULL : ec->out_head;
 
 	if (it) {
-		ec->out_head = it->next;
-		if (!ec->out_head)
-			ec->out_tail = NULL;
-		ec->out_bytes -= it->buf->len;
-		if (it->patch) {
-			/* SEND qos1/2: byte 0 holds DUP, bytes 3..4 the msgid. Only
-			 * this thread touches these bytes once the core let go. */
-			uint8_t *d = it->buf->data;
-			d[0] = (uint8_t)((d[0] & ~0x08) | (it->dup ? 0x08 : 0));
-			d[3] = (uint8_t)(it->msgid >> 8);
-			d[4] = (uint8_t)it->msgid;
+		ec->progress = lws_now_usecs();
+		ec->stalled = false;
+	}
+	if (it && it->next) {
+		size_t copies, batched, len = batch_frames(e, ec, &copies, &batched);
+		if (len) {
+			int n = lws_write(wsi, e->wbuf + LWS_PRE, len, LWS_WRITE_HTTP);
+			if (copies)
+				xq_settle(e->inbox, copies);
+			metric_add(M_WRITE_BATCHED, batched);
+			if (n < (int)len)
+				return -1;
+			if (ec->out_head || ec->closing)
+				lws_callback_on_writable(wsi);
+			return 0;
 		}
-		/* The frame header goes into the buffer's headroom. Sharing one
-		 * buffer among recipients is safe: this thread writes them one
-		 * at a time and lws copies any unsent remainder. */
+	}
+	if (it) {
+		queue_pop(ec);
+		/* Only this thread touches the header bytes once the core let
+		 * go; the frame header goes into the buffer's headroom. Sharing
+		 * one buffer among recipients is safe: this thread writes them
+		 * one at a time and lws copies any unsent remainder. */
+		if (it->patch)
+			patch_send(it->buf->data, it);
 		int n = lws_write(wsi, it->buf->data, it->buf->len, LWS_WRITE_BINARY);
 		size_t len = it->buf->len;
+		if (it->counted)
+			xq_settle(e->inbox, 1);
 		rbuf_unref(it->buf);
 		free(it);
 		if (n < (int)len)
@@ -574,6 +685,41 @@ static int on_writeable(struct econn *ec, struct lws *wsi)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Every STALL_CHECK_USECS: a connection whose queue has not moved for
+ * STALL_USECS leaves the push backlog (its queued copies are settled,
+ * later ones are not counted) until it writes again. Its copies are still
+ * sent if it recovers; send_queue_bytes and heartbeat_timeout deal with it
+ * if it does not.
+ */
+static void check_stalls(lws_sorted_usec_list_t *sul)
+{
+	struct edge *e = lws_container_of(sul, struct edge, stall_timer);
+	lws_usec_t now = lws_now_usecs();
+	size_t i = 0, n = 0;
+	uint64_t id;
+	void *val;
+
+	ASSERT_EDGE(e);
+	while (idmap_next(&e->conns, &i, &id, &val)) {
+		struct econn *ec = val;
+		if (!ec->out_head || ec->stalled || now - ec->progress < STALL_USECS)
+			continue;
+		ec->stalled = true;
+		for (struct oitem *it = ec->out_head; it; it = it->next) {
+			n += it->counted;
+			it->counted = false;
+		}
+		metric_inc(M_CONN_STALLED);
+		log_limited(&ec->log, LOG_INFO, "conn %llu: %zu bytes queued and none written for "
+			    "%d ms: left out of the push backlog", (unsigned long long)ec->id,
+			    ec->out_bytes, (int)(STALL_USECS / LWS_US_PER_MS));
+	}
+	if (n)
+		xq_settle(e->inbox, n);
+	lws_sul_schedule(e->ctx, 0, &e->stall_timer, check_stalls, STALL_CHECK_USECS);
 }
 
 static void on_destroy(struct edge *e, struct lws *wsi)
@@ -598,7 +744,7 @@ static void on_destroy(struct edge *e, struct lws *wsi)
 	m->code = ec->peer_code;
 	m->count = ec->dropped;
 	xq_push(e->to_core, m);
-	queue_clear(ec);
+	queue_clear(e, ec);
 	free(ec->rx);
 	free(ec);
 	maybe_done(e);
@@ -634,7 +780,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return ec ? on_receive(e, ec, wsi, in, len) : -1;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		ec = lws_get_opaque_user_data(wsi);
-		return ec ? on_writeable(ec, wsi) : 0;
+		return ec ? on_writeable(e, ec, wsi) : 0;
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		return on_peer_close(lws_get_opaque_user_data(wsi), wsi, in, len);
 	case LWS_CALLBACK_HTTP:
@@ -657,8 +803,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 static const struct lws_protocols protocols[] = {
 	/* The first protocol is the one a client offering none (or none we
 	 * know) gets: the original Rainbow behaviour. */
-	{ "rainbow", callback, 0, 0, 0, NULL, 0 },
-	{ "rainbow.v2", callback, 0, 0, 0, NULL, 0 },
+	{ "rainbow", callback, 0, 0, 0, NULL, WRITE_BATCH + 16 },
+	{ "rainbow.v2", callback, 0, 0, 0, NULL, WRITE_BATCH + 16 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -753,6 +899,7 @@ static void *edge_main(void *arg)
 	struct edge *e = arg;
 	/* Ordered with the main thread's checks by pthread_create/join. */
 	thread_owner_set(&e->owner);
+	lws_sul_schedule(e->ctx, 0, &e->stall_timer, check_stalls, STALL_CHECK_USECS);
 	while (!e->exit_flag && lws_service(e->ctx, 0) >= 0)
 		;
 	return NULL;
@@ -792,7 +939,7 @@ void edge_free(struct edge *e)
 	void *val;
 	while (idmap_next(&e->conns, &i, &id, &val)) {
 		struct econn *ec = val;
-		queue_clear(ec);
+		queue_clear(e, ec);
 		free(ec->rx);
 		free(ec);
 	}

@@ -14,8 +14,10 @@ struct xq {
 	void *arg;
 	/* Written under lock, read by anyone without it. */
 	atomic_size_t depth, depth_max;
-	/* XQ_SEND copies pushed and not yet settled by the consumer. */
+	/* XQ_SEND copies pushed and not yet settled by the consumer, and
+	 * every copy settled since xq_new(). */
 	atomic_size_t backlog;
+	atomic_uint_fast64_t settled;
 };
 
 static atomic_uint_fast64_t next_conn_id = 1;
@@ -120,6 +122,12 @@ size_t xq_depth(const struct xq *q)
 void xq_settle(struct xq *q, size_t copies)
 {
 	atomic_fetch_sub_explicit(&q->backlog, copies, memory_order_relaxed);
+	atomic_fetch_add_explicit(&q->settled, copies, memory_order_relaxed);
+}
+
+uint64_t xq_settled(const struct xq *q)
+{
+	return atomic_load_explicit(&q->settled, memory_order_relaxed);
 }
 
 size_t xq_backlog(const struct xq *q)

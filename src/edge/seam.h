@@ -28,8 +28,9 @@
  * send queues (send_queue_bytes: shed QoS 0, send_queue_hard_bytes: close
  * 1008), the core's per-connection forward queue (pauses reading through
  * XQ_FLOW), max_connections and max_message_size, and for pushes at the
- * REST API: the copies of XQ_SENDs not yet settled by the edge are counted
- * (xq_backlog) and /send/ refuses new pushes past push_backlog. What
+ * REST API: the copies of XQ_SENDs not yet written by the edge, here or in
+ * the connections' send queues, are counted (xq_backlog) and /send/
+ * refuses new pushes past push_backlog. What
  * remains (a burst, a large fan-out during a group commit) is measured:
  * xq_depth() and xq_depth_max() are gauges for /metrics.
  */
@@ -123,12 +124,18 @@ size_t xq_depth_max(const struct xq *q);
 /*
  * The backlog of an XQ_SEND queue: copies (recipients) pushed and not yet
  * settled. xq_push adds an XQ_SEND's nids; the consumer calls xq_settle
- * with the same count once it has handed them to their connections. Read
- * by the producer for admission control (/send/ answers "busy" past
+ * for each copy once it is written to its socket or dropped (not when it
+ * is merely queued on its connection: those queues hold up to
+ * send_queue_bytes each, seconds of work at a large fan-out). Read by the
+ * producer for admission control (/send/ answers "busy" past
  * push_backlog), so a flood waits at the REST API instead of in memory.
+ * xq_settled counts every copy settled so far: its rate is the edge's
+ * delivery rate, from which /send/ tells a refused publisher how long to
+ * wait.
  */
 void xq_settle(struct xq *q, size_t copies);
 size_t xq_backlog(const struct xq *q);
+uint64_t xq_settled(const struct xq *q);
 
 /* Process-wide connection id source, any thread; ids start at 1, never reused. */
 uint64_t conn_id_next(void);

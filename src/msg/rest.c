@@ -23,6 +23,7 @@
 #include "protocol/sign.h"
 #include "src/msg/channels.h"
 #include "src/base/conf.h"
+#include "src/base/timeutil.h"
 #include "src/http/backend.h"
 #include "src/msg/deliver.h"
 #include "src/msg/engine.h"
@@ -402,31 +403,58 @@ static void push_one(struct core *c, const struct sink *sk, const struct engine_
 	route_set_free(&rs);
 }
 
+/* What the edge can deliver, copies per second: the best rate seen over
+ * 100 ms samples taken on each push, decaying slowly (5% a sample) so it
+ * follows a machine that became slower. Not the plain average: while
+ * publishers wait the edge idles, and an average would then tell them to
+ * wait longer still. 0 until known. Core thread only. */
+static double drain_rate(struct core *c)
+{
+	static double t0, rate;
+	static uint64_t n0;
+	double now = mono_now();
+	uint64_t n = xq_settled(c->to_edge);
+
+	if (t0 > 0 && now - t0 < 0.1)
+		return rate;
+	if (t0 > 0 && now - t0 < 2)
+		rate = fmax((double)(n - n0) / (now - t0), 0.95 * rate);
+	t0 = now; /* a longer quiet gap is not a rate: start again */
+	n0 = n;
+	return rate;
+}
+
 /*
  * Back-pressure (docs/rest-api.md): while more than push_backlog copies of
- * earlier pushes wait for the edge thread, a push is refused at once with
- * "busy" and retry_after (HTTP 503 with Retry-After under
- * rest_status_codes = strict, 200 with status 1 in compat mode) instead of
- * queueing seconds of backlog in memory. A push is judged by what waits
- * before it, so one larger than the bound still goes when the queue is
- * short. True if req was answered.
+ * earlier pushes wait to be written (in the seam or in the connections'
+ * send queues), a push is refused at once with "busy" and retry_after
+ * (HTTP 503 with Retry-After under rest_status_codes = strict, 200 with
+ * status 1 in compat mode) instead of queueing seconds of backlog in
+ * memory. retry_after is the time the edge needs, at its current rate, to
+ * bring the backlog down to half the bound (10 ms to 1 s, in ms steps). A
+ * push is judged by what waits before it, so one larger than the bound
+ * still goes when the queue is short. True if req was answered.
  */
 static bool busy(struct core *c, struct httpd_req *req)
 {
 	static struct log_limit lim; /* core thread only */
 	static bool lim_ready;
-	size_t backlog = xq_backlog(c->to_edge);
-	if (!c->conf->push_backlog || backlog <= (size_t)c->conf->push_backlog)
+	size_t backlog = xq_backlog(c->to_edge), bound = (size_t)c->conf->push_backlog;
+	double rate = drain_rate(c);
+	if (!bound || backlog <= bound)
 		return false;
 	if (!lim_ready) {
 		log_limit_init(&lim, 1, 1000);
 		lim_ready = true;
 	}
+	double wait = rate > 0 ? (double)(backlog - bound / 2) / rate : 1;
+	wait = ceil(fmin(fmax(wait, 0.01), 1) * 1000) / 1000;
 	metric_inc(M_PUSHES_BUSY);
-	log_limited(&lim, LOG_INFO, "rest: push refused: busy (%zu copies waiting for the "
-		    "edge thread, push_backlog %d)", backlog, c->conf->push_backlog);
-	json_t *j = json_pack("{s:i, s:s, s:i}", "status", 1, "msg", "busy", "retry_after", 1);
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	log_limited(&lim, LOG_INFO, "rest: push refused: busy (%zu copies waiting to be "
+		    "written, push_backlog %zu, %.0f copies/s: retry after %.3f s)",
+		    backlog, bound, rate, wait);
+	json_t *j = json_pack("{s:i, s:s, s:f}", "status", 1, "msg", "busy", "retry_after", wait);
+	char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
 	metric_inc(M_REST_ERRORS);
 	if (s && strict_codes(c))
 		httpd_reply_with(req, 503, "Retry-After: 1\r\n", NULL, s, strlen(s));
