@@ -1,3 +1,14 @@
+/*
+ * engine_lan.c - the LAN cluster's engine (src/msg/engine.h) over
+ * discovery and the mesh: the mesh's callbacks and the dispatch of its
+ * frames, pushes to other nodes and their receipts (PUBLISH, RECEIPT),
+ * remote operations (OP, OP_RESULT), presence (PRESENCE_REQ/RESP), node
+ * information (INFO_REQ/RESP) and node membership. The channel and device
+ * directories are in dir.c, the session handoff in handoff.c; struct lan
+ * and the calls between the three are in engine_lan_int.h.
+ *
+ * Core thread only.
+ */
 #include "cluster/engine_lan.h"
 
 #include <stdio.h>
@@ -8,6 +19,7 @@
 #include <event2/event.h>
 
 #include "cluster/discovery.h"
+#include "cluster/engine_lan_int.h"
 #include "cluster/mesh.h"
 #include "protocol/link.h"
 #include "protocol/rb.h"
@@ -15,32 +27,15 @@
 #include "src/base/idmap.h"
 #include "src/base/log.h"
 #include "src/base/metrics.h"
-#include "src/base/strmap.h"
 #include "src/core/commit.h"
 #include "src/core/core.h"
-#include "src/msg/channels.h"
 #include "src/msg/deliver.h"
 #include "src/msg/engine.h"
 #include "src/msg/membership.h"
 #include "src/msg/push.h"
 #include "src/msg/route.h"
 #include "src/msg/rest.h"
-#include "src/msg/session.h"
-#include "src/base/timeutil.h"
 #include "storage/db.h"
-
-/* Other nodes a call reaches at most (discovery tracks as many). */
-#define MAX_NODES PEERS_MAX
-
-/* Names per INTEREST_FULL / members per PRESENCE_RESP frame. */
-#define PART_ITEMS 2048
-
-/* The nodes with members of one channel (a LAN cluster is small: an
- * array). */
-struct where {
-	size_t n;
-	uint32_t id[];
-};
 
 /* A remote leg of one of our pushes, waiting for its RECEIPT. */
 struct rpub {
@@ -69,37 +64,7 @@ struct call {
 	uint32_t node;
 };
 
-/* What other nodes announced: names (channels with members there, or
- * devices whose session they hold) -> nodes, and per node its names (to
- * forget them when it goes). */
-struct dir {
-	struct strmap *where;        /* name -> struct where */
-	struct idmap of;             /* node -> struct strmap (its names) */
-};
-
-struct take;
-struct give;
-
-struct lan {
-	struct engine e;             /* first: the engine is the lan */
-	struct core *core;
-	struct discovery *disc;
-	struct mesh *mesh;
-	struct dir channels, devices;
-	struct idmap takes;          /* request id -> struct take (sessions coming) */
-	struct give *gives;          /* sessions going to other nodes */
-	struct idmap pubs;           /* push id -> struct rpub */
-	struct idmap calls;          /* op / presence request id -> struct call */
-	uint64_t next_id;
-	double call_timeout;
-};
-
-static struct lan *lan_of(struct engine *e)
-{
-	return (struct lan *)e;
-}
-
-static char *dupn(struct link_str s)
+char *lan_dupn(struct link_str s)
 {
 	char *p = malloc(s.n + 1);
 	if (p) {
@@ -110,230 +75,13 @@ static char *dupn(struct link_str s)
 	return p;
 }
 
-/* ---- interest: which nodes have members of which channel ---- */
-
-static void where_add(struct dir *d, const char *ch, uint32_t node)
-{
-	struct where *w = strmap_get(d->where, ch);
-	for (size_t i = 0; w && i < w->n; i++)
-		if (w->id[i] == node)
-			return;
-	size_t n = w ? w->n : 0;
-	struct where *nw = realloc(w, sizeof(*w) + (n + 1) * sizeof(w->id[0]));
-	if (!nw)
-		return;
-	nw->n = n;
-	nw->id[nw->n++] = node;
-	if (nw != w && strmap_put(d->where, ch, nw) != RB_OK) {
-		if (!w)
-			free(nw);
-	}
-}
-
-static void where_del(struct dir *d, const char *ch, uint32_t node)
-{
-	struct where *w = strmap_get(d->where, ch);
-	if (!w)
-		return;
-	for (size_t i = 0; i < w->n; i++)
-		if (w->id[i] == node) {
-			w->id[i] = w->id[--w->n];
-			break;
-		}
-	if (!w->n)
-		free(strmap_del(d->where, ch));
-}
-
-static struct strmap *node_names(struct dir *d, uint32_t node, bool create)
-{
-	struct strmap *s = idmap_get(&d->of, node);
-	if (!s && create && (s = strmap_new()) && idmap_put(&d->of, node, s) != RB_OK) {
-		strmap_free(s);
-		s = NULL;
-	}
-	return s;
-}
-
-struct forget_arg {
-	struct dir *d;
-	uint32_t node;
-};
-
-static void forget_one(const char *ch, void *val, void *arg)
-{
-	struct forget_arg *f = arg;
-	(void)val;
-	where_del(f->d, ch, f->node);
-}
-
-static void dir_clear(struct dir *d, uint32_t node)
-{
-	struct strmap *s = idmap_del(&d->of, node);
-	if (!s)
-		return;
-	struct forget_arg f = { d, node };
-	strmap_foreach(s, forget_one, &f);
-	strmap_free(s);
-}
-
-static void dir_set(struct dir *d, uint32_t node, struct link_str name, bool add)
-{
-	char *ch = dupn(name);
-	struct strmap *s = node_names(d, node, add);
-	if (!ch || !s) {
-		free(ch);
-		return;
-	}
-	if (add && !strmap_get(s, ch)) {
-		if (strmap_put(s, ch, (void *)1) == RB_OK)
-			where_add(d, ch, node);
-	} else if (!add && strmap_del(s, ch)) {
-		where_del(d, ch, node);
-	}
-	free(ch);
-}
-
-static void free_where(const char *name, void *w, void *arg)
-{
-	(void)name;
-	(void)arg;
-	free(w);
-}
-
-static int dir_init(struct dir *d)
-{
-	return (d->where = strmap_new()) ? RB_OK : RB_ENOMEM;
-}
-
-static void dir_free(struct dir *d)
-{
-	size_t i = 0;
-	uint64_t id;
-	void *v;
-	while (idmap_next(&d->of, &i, &id, &v))
-		strmap_free(v);
-	idmap_free(&d->of);
-	if (d->where) {
-		strmap_foreach(d->where, free_where, NULL);
-		strmap_free(d->where);
-	}
-}
-
-/* ---- sending our interest ---- */
-
-struct full {
-	struct lan *l;
-	uint32_t node;
-	uint8_t type;                /* INTEREST_FULL or DEVICES_FULL */
-	struct link_str *names;
-	char **owned;                /* copies to free after each frame, or NULL */
-	size_t n;
-	bool first, failed;
-};
-
-static void full_flush(struct full *f, bool last)
-{
-	struct link_msg m = { .type = f->type };
-	m.u.interest_full.flags = (f->first ? LINK_PART_FIRST : 0) | (last ? LINK_PART_LAST : 0);
-	m.u.interest_full.channels.items = f->names;
-	m.u.interest_full.channels.n = f->n;
-	if (!f->failed && mesh_send(f->l->mesh, f->node, &m) != RB_OK)
-		f->failed = true;
-	f->first = false;
-	for (size_t i = 0; f->owned && i < f->n; i++)
-		free(f->owned[i]);
-	f->n = 0;
-}
-
-/* Names are copied: those from the database are valid only during the
- * callback. */
-static void full_add(const char *device, void *arg)
-{
-	struct full *f = arg;
-	char *d = strdup(device);
-	if (!d) {
-		f->failed = true;
-		return;
-	}
-	f->owned[f->n] = d;
-	f->names[f->n++] = LINK_STR(d);
-	if (f->n == PART_ITEMS)
-		full_flush(f, false);
-}
-
-static void full_name(const char *name, size_t members, void *arg)
-{
-	(void)members;
-	full_add(name, arg);
-}
-
-static void send_full(struct lan *l, uint32_t node)
-{
-	static struct link_str names[PART_ITEMS];
-	static char *owned[PART_ITEMS];
-	struct full f = { l, node, LINK_INTEREST_FULL, names, owned, 0, true, false };
-	channels_foreach(l->core->channels, full_name, &f);
-	/* And the channels of offline sessions (some may be listed twice:
-	 * the receiver keeps a set). */
-	if (db_offline_channels(l->core->db, (int64_t)time(NULL), full_add, &f) != RB_OK)
-		f.failed = true;
-	full_flush(&f, true);
-	struct full g = { l, node, LINK_DEVICES_FULL, names, owned, 0, true, false };
-	if (db_sessions_list(l->core->db, (int64_t)time(NULL), full_add, &g) != RB_OK)
-		g.failed = true;
-	full_flush(&g, true);
-	if (f.failed || g.failed)
-		log_warn("cluster: could not send this node's channels and devices to %08x", node);
-}
-
-static void delta_all(struct lan *l, uint8_t type, const char *name, bool on)
-{
-	uint32_t nodes[MAX_NODES];
-	size_t n = mesh_up_nodes(l->mesh, nodes, MAX_NODES);
-	struct link_msg m = { .type = type, .u.interest_delta = { on, LINK_STR(name) } };
-	for (size_t i = 0; i < n && i < MAX_NODES; i++)
-		if (mesh_send(l->mesh, nodes[i], &m) != RB_OK) {
-			/* Its view of this node would stay wrong: start the
-			 * link over, which resends the whole state. */
-			log_warn("cluster: %s of \"%s\" not sent to %08x", link_type_name(type),
-				 name, nodes[i]);
-			mesh_reset(l->mesh, nodes[i], "directory update could not be sent");
-		}
-}
-
-static void interest(struct engine *e, const char *channel, bool on)
-{
-	delta_all(lan_of(e), LINK_INTEREST_DELTA, channel, on);
-}
-
-static void device(struct engine *e, const char *dev, bool on)
-{
-	delta_all(lan_of(e), LINK_DEVICE_DELTA, dev, on);
-}
-
-static size_t channel_nodes(struct engine *e, const char *channel, uint32_t *out, size_t cap)
-{
-	struct where *w = strmap_get(lan_of(e)->channels.where, channel);
-	if (!w)
-		return 0;
-	for (size_t i = 0; i < w->n && i < cap; i++)
-		out[i] = w->id[i];
-	return w->n;
-}
+/* ---- identities: each names the node that made it ---- */
 
 static uint32_t locate_identity(struct engine *e, const char *identity)
 {
 	struct lan *l = lan_of(e);
 	uint32_t n = identity_node(identity);
 	return n && n != l->core->node_id && mesh_is_up(l->mesh, n) ? n : 0;
-}
-
-static uint32_t locate_device(struct engine *e, const char *dev)
-{
-	struct lan *l = lan_of(e);
-	struct where *w = strmap_get(l->devices.where, dev);
-	/* Two holders only during a move: the newest announcement wins. */
-	return w && w->n && mesh_is_up(l->mesh, w->id[w->n - 1]) ? w->id[w->n - 1] : 0;
 }
 
 /* ---- publish: our pushes to other nodes ---- */
@@ -346,8 +94,8 @@ static enum push_outcome rpub_expire(struct push_leg *leg)
 	return PUSH_FAILED;
 }
 
-static int publish(struct engine *e, uint32_t node, const struct engine_push *p,
-		   struct push_leg *leg)
+int lan_publish(struct engine *e, uint32_t node, const struct engine_push *p,
+		struct push_leg *leg)
 {
 	struct lan *l = lan_of(e);
 	uint64_t id = leg ? ++l->next_id : 0;
@@ -422,7 +170,7 @@ static void held_send(void *arg, bool committed)
 	free(h);
 }
 
-static void send_after_commit(struct lan *l, uint32_t node, const struct link_msg *m)
+void lan_send_after_commit(struct lan *l, uint32_t node, const struct link_msg *m)
 {
 	int len = link_encode(m, NULL, 0);
 	struct held *h = len > 0 ? malloc(sizeof(*h) + (size_t)len) : NULL;
@@ -455,7 +203,7 @@ static void on_inpub_done(const struct push_result *r, void *arg)
 	m.u.receipt.pending = (uint32_t)r->pending;
 	m.u.receipt.has_data = r->data != NULL;
 	m.u.receipt.data = (struct link_str){ r->data, r->data ? r->data_len : 0 };
-	send_after_commit(ip->l, ip->node, &m);
+	lan_send_after_commit(ip->l, ip->node, &m);
 	free(ip);
 }
 
@@ -470,7 +218,7 @@ static void on_publish(struct lan *l, uint32_t node, const struct link_msg *m)
 {
 	struct core *c = l->core;
 	const __typeof__(m->u.publish) *p = &m->u.publish;
-	char *name = dupn(p->target);
+	char *name = lan_dupn(p->target);
 	metric_inc(M_REMOTE_PUBLISHES_RX);
 	if (!name) {
 		if (p->push_id)
@@ -663,8 +411,8 @@ static int do_op(struct lan *l, const struct link_msg *msg)
 {
 	struct core *c = l->core;
 	const __typeof__(msg->u.op) *op = &msg->u.op;
-	char *identity = dupn(op->identity), *channel = dupn(op->channel);
-	char *reason = dupn(op->reason);
+	char *identity = lan_dupn(op->identity), *channel = lan_dupn(op->channel);
+	char *reason = lan_dupn(op->reason);
 	int rc = RB_ENOMEM;
 	if (!identity || !channel || !reason)
 		goto out;
@@ -733,7 +481,7 @@ static int presence(struct engine *e, const char *channel,
 {
 	struct lan *l = lan_of(e);
 	uint32_t nodes[MAX_NODES];
-	size_t n = channel_nodes(e, channel, nodes, MAX_NODES);
+	size_t n = lan_channel_nodes(e, channel, nodes, MAX_NODES);
 	if (!n)
 		return RB_ENOTFOUND;
 	if (n > MAX_NODES)
@@ -751,7 +499,7 @@ static int presence(struct engine *e, const char *channel,
 static void answer_presence(struct lan *l, uint32_t node, const struct link_msg *req)
 {
 	struct core *c = l->core;
-	char *ch = dupn(req->u.presence_req.channel);
+	char *ch = lan_dupn(req->u.presence_req.channel);
 	struct route_set rs = { 0 };
 	struct target t = { TARGET_CHANNEL, ch };
 	static struct link_presence_entry items[PART_ITEMS];
@@ -794,7 +542,7 @@ static void on_presence_resp(struct lan *l, uint32_t node, const struct link_msg
 	size_t pos = 0;
 	struct link_presence_entry en;
 	while (link_presence_next(&m->u.presence_resp.members, &pos, &en)) {
-		char *id = dupn(en.identity), *dev = dupn(en.device), *plat = dupn(en.platform);
+		char *id = lan_dupn(en.identity), *dev = lan_dupn(en.device), *plat = lan_dupn(en.platform);
 		if (id && dev && plat)
 			g->member(g->arg, id, *dev ? dev : NULL, *plat ? plat : NULL);
 		free(id);
@@ -845,424 +593,13 @@ static void on_info(struct lan *l, uint32_t node, const struct link_msg *m)
 	call_answered(l, m->u.info.req_id, RB_OK);
 }
 
-/* ---- sessions that move between nodes ---- */
-
-/* This node takes a session from another one (the device connected here). */
-struct take {
-	struct lan *l;
-	uint64_t id;
-	uint32_t node;
-	engine_done_fn done;
-	void *arg;
-	struct event *timer;
-	char device[];
-};
-
-static void take_end(struct take *t, int rc)
-{
-	idmap_del(&t->l->takes, t->id);
-	event_free(t->timer);
-	t->done(rc, t->arg);
-	free(t);
-}
-
-static void on_take_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct take *t = arg;
-	(void)fd;
-	(void)what;
-	log_warn("cluster: session of device %s: node %08x did not hand it over in time",
-		 t->device, t->node);
-	take_end(t, RB_ETIMEDOUT);
-}
-
-static int take_session(struct engine *e, uint32_t node, const char *dev, engine_done_fn done,
-			void *arg)
-{
-	struct lan *l = lan_of(e);
-	size_t n = strlen(dev) + 1;
-	struct take *t = calloc(1, sizeof(*t) + n);
-	if (!t)
-		return RB_ENOMEM;
-	*t = (struct take){ l, ++l->next_id, node, done, arg, NULL };
-	memcpy(t->device, dev, n);
-	t->timer = evtimer_new(l->core->base, on_take_timeout, t);
-	struct link_msg m = { .type = LINK_SESSION_TAKE,
-			      .u.session_take = { t->id, LINK_STR(dev) } };
-	int rc = t->timer ? idmap_put(&l->takes, t->id, t) : RB_ENOMEM;
-	if (rc == RB_OK && (rc = mesh_send(l->mesh, node, &m)) != RB_OK)
-		idmap_del(&l->takes, t->id);
-	if (rc != RB_OK) {
-		if (t->timer)
-			event_free(t->timer);
-		free(t);
-		return rc;
-	}
-	/* Twice a call's time: the state may be large. */
-	struct timeval tv = tv_from_seconds(2 * l->call_timeout);
-	evtimer_add(t->timer, &tv);
-	return RB_OK;
-}
-
-static void takes_node_down(struct lan *l, uint32_t node)
-{
-	size_t i = 0;
-	uint64_t id;
-	void *v;
-	while (idmap_next(&l->takes, &i, &id, &v))
-		if (((struct take *)v)->node == node) {
-			take_end(v, RB_EIO);
-			i = 0; /* the map changed */
-		}
-}
-
-static void takes_free(struct lan *l)
-{
-	size_t i = 0;
-	uint64_t id;
-	void *v;
-	while (idmap_next(&l->takes, &i, &id, &v)) {
-		struct take *t = v;
-		event_free(t->timer);
-		free(t);
-	}
-	idmap_free(&l->takes);
-}
-
-struct imported {
-	struct lan *l;
-	uint32_t node;
-	uint64_t req;
-	uint64_t take_id;   /* 0: nobody waits (timed out) */
-	bool ok;
-};
-
-static void on_import_committed(void *arg, bool committed)
-{
-	struct imported *im = arg;
-	struct lan *l = im->l;
-	int rc = committed && im->ok ? RB_OK : RB_EIO;
-	/* Now the old node may delete its copy: ours is durable. */
-	struct link_msg m = { .type = LINK_SESSION_DONE, .u.session_done = { im->req, rc } };
-	mesh_send(l->mesh, im->node, &m);
-	struct take *t = im->take_id ? idmap_get(&l->takes, im->take_id) : NULL;
-	if (t)
-		take_end(t, rc);
-	free(im);
-}
-
-static void import_channel(struct core *c, const char *device, struct link_str ch, bool *ok)
-{
-	char *name = dupn(ch);
-	if (!name || db_sub_add(c->db, device, name) != RB_OK)
-		*ok = false;
-	free(name);
-}
-
-/* The old node's answer: write the session here in the open batch; answer
- * it and the waiting connection once committed. */
-static void take_state(struct lan *l, uint32_t node, const struct link_msg *m)
-{
-	struct core *c = l->core;
-	const __typeof__(m->u.session_state) *st = &m->u.session_state;
-	struct take *t = idmap_get(&l->takes, st->req_id);
-	if (!t || t->node != node) {
-		/* Gave up waiting: the old node keeps it. */
-		struct link_msg d = { .type = LINK_SESSION_DONE,
-				      .u.session_done = { st->req_id, RB_ETIMEDOUT } };
-		mesh_send(l->mesh, node, &d);
-		return;
-	}
-	if (st->rc != RB_OK) {
-		take_end(t, st->rc);
-		return;
-	}
-	struct imported *im = malloc(sizeof(*im));
-	if (!im) {
-		take_end(t, RB_ENOMEM);
-		return;
-	}
-	*im = (struct imported){ l, node, st->req_id, t->id, true };
-	const char *dev = t->device;
-	bool ok = true;
-	core_batch(c);
-	struct db_session s = { .expires_at = (int64_t)time(NULL) +
-					      (int64_t)c->conf->session_expiry,
-				.next_msgid = st->next_msgid };
-	if (db_session_put(c->db, dev, &s) != RB_OK)
-		ok = false;
-	size_t pos = 0;
-	struct link_str ch;
-	while (ok && link_names_next(&st->channels, &pos, &ch))
-		import_channel(c, dev, ch, &ok);
-	struct link_dlv_entry d;
-	pos = 0;
-	size_t n_dlv = 0;
-	while (ok && link_dlv_next(&st->dlvs, &pos, &d)) {
-		int64_t msg_id;
-		ok = db_msg_add(c->db, d.msgtype, d.qos, d.payload.p, d.payload.n, &msg_id) == RB_OK &&
-		     db_dlv_add(c->db, dev, d.msgid, msg_id, d.state) == RB_OK &&
-		     (!d.sent || db_dlv_set_sent(c->db, dev, d.msgid) == RB_OK);
-		n_dlv++;
-	}
-	struct link_up_entry u;
-	pos = 0;
-	while (ok && link_up_next(&st->ups, &pos, &u))
-		ok = db_up_begin(c->db, dev, u.msgid) == RB_OK &&
-		     (u.state != 2 || db_up_reply(c->db, dev, u.msgid, u.reply.p, u.reply.n) == RB_OK);
-	if (!ok)
-		log_error("cluster: session of device %s from %08x not stored whole; the old node "
-			  "keeps it", dev, node);
-	else
-		log_info("cluster: session of device %s taken from %08x: %zu channels, %zu messages",
-			 dev, node, st->channels.n, n_dlv);
-	im->ok = ok;
-	commit_hold_call(c->commit, on_import_committed, im);
-}
-
-/* This node gives a session away. */
-struct give {
-	struct give *next;
-	uint32_t node;
-	uint64_t req;
-	uint8_t sent[65536 / 8];   /* msgids handed over */
-	char device[];
-};
-
-struct export {
-	struct link_str *chans;
-	char **owned;
-	size_t n_ch, cap_ch;
-	struct link_dlv_entry *dlv;
-	size_t n_dlv, cap_dlv;
-	struct link_up_entry *up;
-	size_t n_up, cap_up;
-	bool failed;
-};
-
-static bool grow(void **v, size_t *cap, size_t n, size_t size)
-{
-	if (n < *cap)
-		return true;
-	size_t nc = *cap ? *cap * 2 : 16;
-	void *nv = realloc(*v, nc * size);
-	if (!nv)
-		return false;
-	*v = nv;
-	*cap = nc;
-	return true;
-}
-
-static void export_channel(const char *ch, void *arg)
-{
-	struct export *x = arg;
-	char *d = strdup(ch);
-	size_t cap = x->cap_ch;
-	if (!d || !grow((void **)&x->chans, &cap, x->n_ch, sizeof(*x->chans)) ||
-	    !grow((void **)&x->owned, &x->cap_ch, x->n_ch, sizeof(*x->owned))) {
-		free(d);
-		x->failed = true;
-		return;
-	}
-	x->owned[x->n_ch] = d;
-	x->chans[x->n_ch++] = LINK_STR(d);
-}
-
-static void *dup_bytes(const void *p, size_t n)
-{
-	void *d = malloc(n ? n : 1);
-	if (d && n)
-		memcpy(d, p, n);
-	return d;
-}
-
-static void export_dlv(const struct db_dlv *d, void *arg)
-{
-	struct export *x = arg;
-	void *pl = dup_bytes(d->payload, d->len);
-	if (!pl || d->qos < 1 || d->qos > 2 ||
-	    !grow((void **)&x->dlv, &x->cap_dlv, x->n_dlv, sizeof(*x->dlv))) {
-		free(pl);
-		x->failed = true;
-		return;
-	}
-	x->dlv[x->n_dlv++] = (struct link_dlv_entry){ d->msgid, (uint8_t)d->state, d->sent, d->qos,
-						      d->msgtype, { pl, d->len } };
-}
-
-static void export_up(const struct db_up *u, void *arg)
-{
-	struct export *x = arg;
-	void *r = dup_bytes(u->reply, u->len);
-	if (!r || !grow((void **)&x->up, &x->cap_up, x->n_up, sizeof(*x->up))) {
-		free(r);
-		x->failed = true;
-		return;
-	}
-	x->up[x->n_up++] = (struct link_up_entry){ u->msgid, (uint8_t)u->state,
-						   { r, u->state == 2 ? u->len : 0 } };
-}
-
-static void export_free(struct export *x)
-{
-	for (size_t i = 0; i < x->n_ch; i++)
-		free(x->owned[i]);
-	for (size_t i = 0; i < x->n_dlv; i++)
-		free((void *)x->dlv[i].payload.p);
-	for (size_t i = 0; i < x->n_up; i++)
-		free((void *)x->up[i].reply.p);
-	free(x->chans);
-	free(x->owned);
-	free(x->dlv);
-	free(x->up);
-}
-
-static void give_session(struct lan *l, uint32_t node, const struct link_msg *m)
-{
-	struct core *c = l->core;
-	char *dev = dupn(m->u.session_take.device);
-	struct link_msg r = { .type = LINK_SESSION_STATE };
-	r.u.session_state.req_id = m->u.session_take.req_id;
-	struct export x = { 0 };
-	struct db_session s;
-	if (!dev) {
-		r.u.session_state.rc = RB_ENOMEM;
-		mesh_send(l->mesh, node, &r);
-		return;
-	}
-	session_evict(c, dev); /* its holder here goes; the rows are whole */
-	core_batch(c);
-	if (db_session_get(c->db, dev, &s) != RB_OK ||
-	    (s.expires_at && s.expires_at <= (int64_t)time(NULL))) {
-		r.u.session_state.rc = RB_ENOTFOUND;
-	} else if (db_subs_of(c->db, dev, export_channel, &x) != RB_OK ||
-		   db_dlv_list(c->db, dev, export_dlv, &x) != RB_OK ||
-		   db_up_list(c->db, dev, export_up, &x) != RB_OK || x.failed) {
-		r.u.session_state.rc = RB_EIO;
-	} else {
-		r.u.session_state.next_msgid = s.next_msgid;
-		r.u.session_state.channels = (struct link_names){ x.chans, x.n_ch, NULL, 0 };
-		r.u.session_state.dlvs = (struct link_dlv_list){ x.dlv, x.n_dlv, NULL, 0 };
-		r.u.session_state.ups = (struct link_up_list){ x.up, x.n_up, NULL, 0 };
-	}
-	if (link_encode(&r, NULL, 0) == RB_ETOOBIG) {
-		log_warn("cluster: session of device %s too large to move (over %u bytes)", dev,
-			 LINK_FRAME_MAX);
-		r.u.session_state = (__typeof__(r.u.session_state)){ .req_id = m->u.session_take.req_id,
-								      .rc = RB_ETOOBIG };
-	}
-	struct give *g = r.u.session_state.rc == RB_OK ? calloc(1, sizeof(*g) + strlen(dev) + 1)
-						     : NULL;
-	if (!g && r.u.session_state.rc == RB_OK) /* it could not be deleted here later */
-		r.u.session_state = (__typeof__(r.u.session_state)){ .req_id = m->u.session_take.req_id,
-								      .rc = RB_ENOMEM };
-	if (g) {
-		g->node = node;
-		g->req = m->u.session_take.req_id;
-		strcpy(g->device, dev);
-		for (size_t i = 0; i < x.n_dlv; i++)
-			g->sent[x.dlv[i].msgid / 8] |= (uint8_t)(1u << (x.dlv[i].msgid % 8));
-		g->next = l->gives;
-		l->gives = g;
-		log_info("cluster: session of device %s goes to %08x: %zu channels, %zu messages",
-			 dev, node, x.n_ch, x.n_dlv);
-	}
-	/* Once the detach of the holder here is committed, so that a crash of
-	 * this node cannot bring back a session it gave away. */
-	send_after_commit(l, node, &r);
-	export_free(&x);
-	free(dev);
-}
-
-/* Messages stored here for the device after its state left: they go on to
- * its new node (durably there, no receipt: theirs was given when they were
- * stored). */
-struct late {
-	struct lan *l;
-	struct give *g;
-	size_t n;
-};
-
-static void forward_late(const struct db_dlv *d, void *arg)
-{
-	struct late *lt = arg;
-	if (lt->g->sent[d->msgid / 8] & (1u << (d->msgid % 8)))
-		return;
-	struct engine_push p = { .device = lt->g->device, .qos = d->qos, .msgtype = d->msgtype,
-				 .payload = d->payload, .len = d->len,
-				 .timeout = lt->l->core->conf->session_expiry };
-	if (publish(&lt->l->e, lt->g->node, &p, NULL) == RB_OK)
-		lt->n++;
-}
-
-static struct give *give_unlink(struct lan *l, uint32_t node, uint64_t req)
-{
-	for (struct give **pp = &l->gives; *pp; pp = &(*pp)->next)
-		if ((*pp)->node == node && (*pp)->req == req) {
-			struct give *g = *pp;
-			*pp = g->next;
-			return g;
-		}
-	return NULL;
-}
-
-static void give_done(struct lan *l, uint32_t node, const struct link_msg *m)
-{
-	struct core *c = l->core;
-	struct give *g = give_unlink(l, node, m->u.session_done.req_id);
-	if (!g)
-		return;
-	if (m->u.session_done.rc != RB_OK) {
-		log_warn("cluster: session of device %s stays here: node %08x could not take it "
-			 "(%s)", g->device, node, rb_strerror(m->u.session_done.rc));
-	} else if (session_holder(c, g->device)) {
-		/* It came back here meanwhile: this copy is the live one. */
-		log_warn("cluster: session of device %s is held here again; not deleted",
-			 g->device);
-	} else {
-		struct late lt = { l, g, 0 };
-		core_batch(c);
-		db_dlv_list(c->db, g->device, forward_late, &lt);
-		db_session_delete(c->db, g->device);
-		device(&l->e, g->device, false);
-		log_info("cluster: session of device %s moved to %08x%s", g->device, node,
-			 lt.n ? " (with messages that arrived meanwhile)" : "");
-	}
-	free(g);
-}
-
-static void gives_node_down(struct lan *l, uint32_t node)
-{
-	/* No SESSION_DONE will come: the session stays here. */
-	for (struct give **pp = &l->gives; *pp;) {
-		struct give *g = *pp;
-		if (g->node == node) {
-			*pp = g->next;
-			free(g);
-		} else {
-			pp = &g->next;
-		}
-	}
-}
-
-static void gives_free(struct lan *l)
-{
-	while (l->gives) {
-		struct give *g = l->gives;
-		l->gives = g->next;
-		free(g);
-	}
-}
-
 /* ---- the mesh's callbacks ---- */
 
 static void on_up(void *arg, uint32_t node, uint64_t incarnation)
 {
 	struct lan *l = arg;
 	(void)incarnation;
-	dir_clear(&l->channels, node); /* fresh FULLs follow */
-	dir_clear(&l->devices, node);
-	send_full(l, node);
+	dirs_link_up(l, node);
 }
 
 static uint32_t rpub_node(const void *v)
@@ -1301,10 +638,8 @@ static size_t ids_of_node(const struct idmap *m, uint32_t node,
 static void on_down(void *arg, uint32_t node)
 {
 	struct lan *l = arg;
-	dir_clear(&l->channels, node);
-	dir_clear(&l->devices, node);
-	takes_node_down(l, node);
-	gives_node_down(l, node);
+	dirs_link_down(l, node);
+	handoff_link_down(l, node);
 	/* Its legs of our pushes failed; its answers to our calls will not
 	 * come. Collect first: completing may start other work. */
 	uint64_t *ids = NULL;
@@ -1332,30 +667,15 @@ static void on_msg(void *arg, uint32_t node, const struct link_msg *m)
 	struct lan *l = arg;
 	switch (m->type) {
 	case LINK_INTEREST_FULL:
-	case LINK_DEVICES_FULL: {
-		struct dir *d = m->type == LINK_INTEREST_FULL ? &l->channels : &l->devices;
-		if (m->u.interest_full.flags & LINK_PART_FIRST)
-			dir_clear(d, node);
-		size_t pos = 0;
-		struct link_str s;
-		while (link_names_next(&m->u.interest_full.channels, &pos, &s))
-			dir_set(d, node, s, true);
-		break;
-	}
 	case LINK_INTEREST_DELTA:
-		dir_set(&l->channels, node, m->u.interest_delta.channel, m->u.interest_delta.add);
-		break;
+	case LINK_DEVICES_FULL:
 	case LINK_DEVICE_DELTA:
-		dir_set(&l->devices, node, m->u.interest_delta.channel, m->u.interest_delta.add);
+		dirs_on_msg(l, node, m);
 		break;
 	case LINK_SESSION_TAKE:
-		give_session(l, node, m);
-		break;
 	case LINK_SESSION_STATE:
-		take_state(l, node, m);
-		break;
 	case LINK_SESSION_DONE:
-		give_done(l, node, m);
+		handoff_on_msg(l, node, m);
 		break;
 	case LINK_INFO_REQ:
 		answer_info(l, node, m);
@@ -1372,7 +692,7 @@ static void on_msg(void *arg, uint32_t node, const struct link_msg *m)
 	case LINK_OP: {
 		struct link_msg r = { .type = LINK_OP_RESULT,
 				      .u.op_result = { m->u.op.op_id, do_op(l, m) } };
-		send_after_commit(l, node, &r);
+		lan_send_after_commit(l, node, &r);
 		break;
 	}
 	case LINK_OP_RESULT: {
@@ -1458,10 +778,8 @@ static void lan_free(struct engine *e)
 	size_t i = 0;
 	uint64_t id;
 	void *v;
-	dir_free(&l->channels);
-	dir_free(&l->devices);
-	takes_free(l);
-	gives_free(l);
+	dirs_free(l);
+	handoff_free(l);
 	while (idmap_next(&l->pubs, &i, &id, &v))
 		free(v);
 	idmap_free(&l->pubs);
@@ -1492,14 +810,14 @@ struct engine *engine_lan_new(struct core *c)
 		lan_ops = *engine_local_ops();
 		lan_ops.name = "lan";
 		lan_ops.self = self;
-		lan_ops.interest = interest;
-		lan_ops.channel_nodes = channel_nodes;
+		lan_ops.interest = lan_interest;
+		lan_ops.channel_nodes = lan_channel_nodes;
 		lan_ops.locate_identity = locate_identity;
-		lan_ops.locate_device = locate_device;
-		lan_ops.device = device;
-		lan_ops.take_session = take_session;
+		lan_ops.locate_device = lan_locate_device;
+		lan_ops.device = lan_device;
+		lan_ops.take_session = lan_take_session;
 		lan_ops.gather = gather;
-		lan_ops.publish = publish;
+		lan_ops.publish = lan_publish;
 		lan_ops.remote = remote;
 		lan_ops.presence = presence;
 		lan_ops.nodes = nodes;
@@ -1508,15 +826,14 @@ struct engine *engine_lan_new(struct core *c)
 	l->e.ops = &lan_ops;
 	l->core = c;
 	l->call_timeout = c->conf->cluster_peer_timeout;
-	bool dirs = dir_init(&l->channels) == RB_OK && dir_init(&l->devices) == RB_OK;
+	bool dirs = dirs_init(l) == RB_OK;
 	l->disc = dirs ? discovery_new(c) : NULL;
 	struct mesh_cb cb = { on_up, on_down, on_msg, l };
 	if (l->disc)
 		l->mesh = mesh_new(c, c->node_id, discovery_incarnation(l->disc), &cb);
 	if (!l->mesh) {
 		discovery_free(l->disc);
-		dir_free(&l->channels);
-		dir_free(&l->devices);
+		dirs_free(l);
 		free(l);
 		return NULL;
 	}

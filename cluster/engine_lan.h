@@ -1,9 +1,9 @@
 /*
- * engine_lan.h - the LAN cluster's engine (src/msg/engine.h). For now it
- * only knows membership: self() is the discovery node id and nodes() lists
- * this node and the discovered peers; every cross-node operation still
- * answers as the local engine does (no links yet, so nothing is sent).
- * Owns its discovery (cluster/discovery.h).
+ * engine_lan.h - the LAN cluster's engine (src/msg/engine.h): nodes found
+ * by discovery (cluster/discovery.h, which it owns) and linked by the mesh
+ * (cluster/mesh.h); channel and device directories, pushes, remote
+ * operations and session handoff across them (docs/cluster.md; the parts
+ * are listed in cluster/engine_lan_int.h).
  *
  * Core thread only.
  */
