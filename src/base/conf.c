@@ -57,6 +57,7 @@ static const struct opt opts[] = {
 	O(require_device_id, T_BOOL, "false", 0, 0),
 	O(max_message_size, T_BYTES, "64k", 8, 1 << 30),
 	O(max_connections, T_INT, "10000", 1, 10000000),
+	O(edge_threads, T_INT, "0", 0, 64),
 	O(send_queue_bytes, T_BYTES, "1m", 1024, 1 << 30),
 	O(send_queue_hard_bytes, T_BYTES, "4m", 1024, 1 << 30),
 	O(max_inflight_messages, T_INT, "1000", 1, 65535),

@@ -43,6 +43,7 @@ struct conf {
 	bool require_device_id;
 	size_t max_message_size;
 	int max_connections;
+	int edge_threads;          /* 0 = one per CPU (edge_pool) */
 	size_t send_queue_bytes;
 	size_t send_queue_hard_bytes;
 	int max_inflight_messages;

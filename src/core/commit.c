@@ -8,6 +8,7 @@
 
 #include "protocol/rb.h"
 #include "src/base/log.h"
+#include "src/edge/pool.h"
 #include "src/edge/seam.h"
 #include "src/http/httpd.h"
 #include "storage/qos_store.h"
@@ -29,7 +30,7 @@ struct held_call {
 
 struct commit {
 	struct qos_store *store;
-	struct xq *to_edge;
+	struct edge_pool *edges;
 	struct event *ev;          /* the COMMIT, at the lowest priority */
 	bool open;
 	unsigned ops;              /* writes in the open batch */
@@ -61,12 +62,12 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 	commit_now(arg);
 }
 
-struct commit *commit_new(struct event_base *base, struct xq *to_edge)
+struct commit *commit_new(struct event_base *base, struct edge_pool *edges)
 {
 	struct commit *cm = calloc(1, sizeof(*cm));
 	if (!cm)
 		return NULL;
-	cm->to_edge = to_edge;
+	cm->edges = edges;
 	cm->crash_at = crash_point_from_env();
 	cm->ev = event_new(base, -1, 0, on_commit, cm);
 	if (!cm->ev || event_priority_set(cm->ev, 2) != 0) {
@@ -81,9 +82,9 @@ void commit_set_store(struct commit *cm, struct qos_store *store)
 	cm->store = store;
 }
 
-void commit_set_edge(struct commit *cm, struct xq *to_edge)
+void commit_set_edge(struct commit *cm, struct edge_pool *edges)
 {
-	cm->to_edge = to_edge;
+	cm->edges = edges;
 }
 
 /* Acknowledgements (anything a client reads as a promise) are packets;
@@ -99,8 +100,8 @@ static void release(struct commit *cm, bool committed)
 	cm->edge_head = cm->edge_tail = NULL;
 	for (; m; m = mn) {
 		mn = m->next;
-		if ((committed || !acknowledges(m)) && cm->to_edge)
-			xq_push(cm->to_edge, m);
+		if ((committed || !acknowledges(m)) && cm->edges)
+			edge_pool_push(cm->edges, m);
 		else
 			xq_msg_free(m);
 	}
@@ -192,7 +193,7 @@ void commit_mark(struct commit *cm, unsigned mark)
 void commit_push_edge(struct commit *cm, struct xq_msg *m)
 {
 	if (!cm->open) {
-		xq_push(cm->to_edge, m);
+		edge_pool_push(cm->edges, m);
 		return;
 	}
 	m->next = NULL;

@@ -21,7 +21,7 @@
 #include "src/base/conf.h"
 #include "src/core/commit.h"
 #include "src/core/door.h"
-#include "src/edge/edge.h"
+#include "src/edge/pool.h"
 #include "src/http/httpd.h"
 #include "src/base/log.h"
 #include "src/base/metrics.h"
@@ -426,7 +426,7 @@ static void on_upgrade(void *arg, int fd, struct http_head *head, size_t head_le
 		door_refuse(fd, head_len, 503, "{\"status\":1,\"msg\":\"too many connections\"}");
 		goto out;
 	}
-	cn = conn_new(c, conn_id_next());
+	cn = conn_new(c, edge_pool_conn_id(c->edges));
 	if (!cn) {
 		door_refuse(fd, head_len, 503, "{\"status\":1,\"msg\":\"out of memory\"}");
 		goto out;
@@ -524,6 +524,8 @@ static void drain_inbox(evutil_socket_t fd, short what, void *arg)
 			on_closed(c, m);
 			break;
 		case XQ_EDGE_DONE:
+			if (++c->edges_done < edge_pool_size(c->edges))
+				break; /* the others are still closing */
 			c->stop_phase = 3;
 			core_maybe_stopped(c);
 			break;
@@ -756,11 +758,15 @@ struct core *core_new(struct conf *conf, const struct core_app *app)
 		.heartbeat = (int)conf->heartbeat,
 		.heartbeat_timeout = (int)conf->heartbeat_timeout,
 	};
-	c->edge = edge_new(&eo, c->inbox);
-	if (!c->edge)
+	unsigned n = (unsigned)conf->edge_threads;
+	if (!n) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		n = cpus < 1 ? 1 : cpus > EDGE_POOL_MAX ? EDGE_POOL_MAX : (unsigned)cpus;
+	}
+	c->edges = edge_pool_new(&eo, n, c->inbox);
+	if (!c->edges)
 		goto fail;
-	c->to_edge = edge_inbox(c->edge);
-	commit_set_edge(c->commit, c->to_edge);
+	commit_set_edge(c->commit, c->edges);
 	return c;
 fail:
 	log_error("core: start-up failed");
@@ -778,17 +784,19 @@ int core_run(struct core *c)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
-	int rc = edge_start(c->edge);
+	int rc = edge_pool_start(c->edges);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != RB_OK) {
-		log_error("core: cannot start the edge thread");
+		log_error("core: cannot start the edge threads");
 		return 1;
 	}
+	unsigned n = edge_pool_size(c->edges);
 	if (c->conf->tls_port)
-		log_info("rainbow listening on %s:%d, TLS (wss) on port %d", c->conf->bind,
-			 c->port, c->conf->tls_port);
+		log_info("rainbow listening on %s:%d, TLS (wss) on port %d, %u edge thread%s",
+			 c->conf->bind, c->port, c->conf->tls_port, n, n == 1 ? "" : "s");
 	else
-		log_info("rainbow listening on %s:%d", c->conf->bind, c->port);
+		log_info("rainbow listening on %s:%d, %u edge thread%s", c->conf->bind, c->port, n,
+			 n == 1 ? "" : "s");
 	event_base_dispatch(c->base);
 	log_info("rainbow stopped");
 	return c->exit_code;
@@ -799,7 +807,7 @@ void core_free(struct core *c)
 	if (!c)
 		return;
 	/* Stop the edge first: nothing may push into our queue after this. */
-	edge_stop_thread(c->edge);
+	edge_pool_stop(c->edges);
 	if (c->httpd)
 		c->app->stop(c);
 	free_conns(c, NULL);
@@ -817,7 +825,7 @@ void core_free(struct core *c)
 	commit_free(c->commit);
 	door_free(c->door);
 	httpd_free(c->httpd);
-	edge_free(c->edge);
+	edge_pool_free(c->edges);
 	if (c->inbox_ev)
 		event_free(c->inbox_ev);
 	if (c->stop_timer)

@@ -112,8 +112,8 @@ struct core {
 	struct engine *engine;     /* cross-node operations (src/msg/engine.h) */
 	struct httpd *httpd;
 	struct door *door;
-	struct edge *edge;
-	struct xq *to_edge;
+	struct edge_pool *edges;   /* the edge threads (src/edge/pool.h) */
+	unsigned edges_done;       /* XQ_EDGE_DONE seen while stopping */
 	struct xq *inbox;          /* from the edge */
 	int inbox_fd;              /* eventfd doorbell */
 	struct event *inbox_ev;

@@ -35,10 +35,9 @@
 _Static_assert(LWS_PRE <= RBUF_HEADROOM, "rbuf headroom must cover LWS_PRE");
 
 #define CLOSE_FLUSH_SECS 5
-/* Bytes of frames written in one go when several messages wait for one
- * connection; also what lws sends per send(2) (the protocols'
- * tx_packet_size), so a batch is one system call. */
-#define WRITE_BATCH 16384
+/* What lws sends per send(2) is the protocols' tx_packet_size: a batch of
+ * frames (edge.h) is one system call. */
+#define WRITE_BATCH EDGE_WRITE_BATCH
 /* A connection whose queue has not moved for this long (its client does
  * not read) stops counting in the push backlog: one stuck client must not
  * hold back every publisher. Checked every STALL_CHECK_USECS. */
@@ -89,6 +88,9 @@ struct econn {
 
 struct edge {
 	struct edge_opts opts;
+	unsigned index, count;    /* this edge among count (pool.h) */
+	bool live;                /* callbacks act: set once edge_new is done,
+	                           * cleared before lws_context_destroy */
 	struct lws_context *ctx;
 	struct lws_vhost *door;   /* no listener: adopts sockets from the core */
 	struct lws_vhost *tls;    /* lws-owned wss:// listener, or NULL */
@@ -111,9 +113,6 @@ struct edge {
 	atomic_int exit_flag;     /* set by edge_stop_thread, read by the loop */
 };
 
-/* lws calls one protocol callback with no user pointer for the doorbell,
- * so the edge is a process singleton. */
-static struct edge *the_edge;
 
 #define ASSERT_EDGE(e) THREAD_ASSERT(&(e)->owner)
 
@@ -444,7 +443,7 @@ static int on_established(struct edge *e, struct lws *wsi)
 	if (!ec) {
 		/* TLS listener: the connection is new to the core. Reading pauses
 		 * until the connect hook admits it (XQ_FLOW on). */
-		ec = econn_new(conn_id_next());
+		ec = econn_new(conn_id_next(e->index, e->count));
 		if (!ec)
 			return -1;
 		ec->wsi = wsi;
@@ -609,13 +608,15 @@ static struct oitem *queue_pop(struct econn *ec)
 }
 
 /*
- * Several queued messages go out in one write: their frames are built
- * here, one after the other, in the edge's batch buffer and handed to lws
- * as raw bytes (LWS_WRITE_HTTP is sent as is on a WebSocket, through TLS
- * when there is TLS), one send(2) where lws_write would make one each.
- * Returns the number of bytes written to the buffer (0: the first message
- * does not fit; the caller sends it alone); *batched is the number of
- * messages, *copies those of them counted in the push backlog.
+ * Queued messages go out in one write: their frames are built here, one
+ * after the other, in the edge's batch buffer and handed to lws as raw
+ * bytes (LWS_WRITE_HTTP is sent as is on a WebSocket, through TLS when
+ * there is TLS), one send(2) where lws_write would make one each. A QoS
+ * 1/2 SEND gets its recipient's msgid and DUP in the copy, so the shared
+ * buffer is only read. Returns the number of bytes written to the buffer
+ * (0: the first message does not fit, EDGE_IN_PLACE; the caller sends it
+ * alone); *batched is the number of messages, *copies those of them
+ * counted in the push backlog.
  */
 static size_t batch_frames(struct edge *e, struct econn *ec, size_t *copies, size_t *batched)
 {
@@ -645,13 +646,14 @@ static int on_writeable(struct edge *e, struct econn *ec, struct lws *wsi)
 		ec->progress = lws_now_usecs();
 		ec->stalled = false;
 	}
-	if (it && it->next) {
+	if (it && !EDGE_IN_PLACE(it->buf->len)) {
 		size_t copies, batched, len = batch_frames(e, ec, &copies, &batched);
 		if (len) {
 			int n = lws_write(wsi, e->wbuf + LWS_PRE, len, LWS_WRITE_HTTP);
 			if (copies)
 				xq_settle(e->inbox, copies);
-			metric_add(M_WRITE_BATCHED, batched);
+			if (batched > 1)
+				metric_add(M_WRITE_BATCHED, batched);
 			if (n < (int)len)
 				return -1;
 			if (ec->out_head || ec->closing)
@@ -661,10 +663,11 @@ static int on_writeable(struct edge *e, struct econn *ec, struct lws *wsi)
 	}
 	if (it) {
 		queue_pop(ec);
-		/* Only this thread touches the header bytes once the core let
-		 * go; the frame header goes into the buffer's headroom. Sharing
-		 * one buffer among recipients is safe: this thread writes them
-		 * one at a time and lws copies any unsent remainder. */
+		/* A long message (EDGE_IN_PLACE): only this thread touches its
+		 * buffer once the core let go (pool.c gives each edge its own),
+		 * the frame header goes into its headroom. Sharing it among
+		 * this edge's recipients is safe: this thread writes them one
+		 * at a time and lws copies any unsent remainder. */
 		if (it->patch)
 			patch_send(it->buf->data, it);
 		int n = lws_write(wsi, it->buf->data, it->buf->len, LWS_WRITE_BINARY);
@@ -753,10 +756,13 @@ static void on_destroy(struct edge *e, struct lws *wsi)
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		    void *in, size_t len)
 {
-	struct edge *e = the_edge;
+	struct lws_context *cx = lws_get_context(wsi);
+	struct edge *e = cx ? lws_context_user(cx) : NULL;
 	struct econn *ec;
 
-	/* the_edge is NULL while lws calls in from edge_new/edge_free. */
+	/* Not live while lws calls in from edge_new/edge_free. */
+	if (e && !e->live)
+		e = NULL;
 	if (e)
 		ASSERT_EDGE(e);
 	switch (reason) {
@@ -814,16 +820,20 @@ static void ring_edge(void *arg)
 	lws_cancel_service(e->ctx);
 }
 
-struct edge *edge_new(const struct edge_opts *opts, struct xq *to_core_q)
+struct edge *edge_new(const struct edge_opts *opts, unsigned index, unsigned count,
+		      struct xq *to_core_q)
 {
 	struct lws_context_creation_info info;
 	struct edge *e = calloc(1, sizeof(*e));
 
 	if (!e)
 		return NULL;
-	assert(!the_edge);
 	thread_owner_set(&e->owner);
 	e->opts = *opts;
+	e->index = index;
+	e->count = count;
+	if (index)
+		e->opts.tls_port = 0; /* one listener: edge 0's */
 	e->to_core = to_core_q;
 	const char *delay = getenv("RAINBOW_TEST_SEND_DELAY_MS");
 	if (delay && *delay) {
@@ -845,9 +855,10 @@ struct edge *edge_new(const struct edge_opts *opts, struct xq *to_core_q)
 
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-	if (opts->tls_port)
+	if (e->opts.tls_port)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.timeout_secs = 10;
+	info.user = e;
 	e->ctx = lws_create_context(&info);
 	if (!e->ctx) {
 		log_error("edge: cannot create the libwebsockets context");
@@ -864,7 +875,7 @@ struct edge *edge_new(const struct edge_opts *opts, struct xq *to_core_q)
 		log_error("edge: cannot create the WebSocket vhost");
 		goto fail;
 	}
-	if (opts->tls_port) {
+	if (e->opts.tls_port) {
 		memset(&info, 0, sizeof(info));
 		info.vhost_name = "tls";
 		info.port = opts->tls_port;
@@ -882,7 +893,7 @@ struct edge *edge_new(const struct edge_opts *opts, struct xq *to_core_q)
 			goto fail;
 		}
 	}
-	the_edge = e;
+	e->live = true;
 	return e;
 fail:
 	edge_free(e);
@@ -931,7 +942,7 @@ void edge_free(struct edge *e)
 	edge_stop_thread(e);
 	/* Destroying the context closes every wsi; their WSI_DESTROY would
 	 * talk to a core that is gone, so detach first. */
-	the_edge = NULL;
+	e->live = false;
 	if (e->ctx)
 		lws_context_destroy(e->ctx);
 	size_t i = 0;

@@ -31,8 +31,20 @@ struct edge_opts {
 	int heartbeat_timeout;   /* extra seconds before hang-up */
 };
 
-/* Returns NULL on failure (logged). to_core receives the edge's output. */
-struct edge *edge_new(const struct edge_opts *opts, struct xq *to_core);
+/*
+ * Messages that wait for one connection go out together, their frames built
+ * in a buffer of this many bytes (one send(2)); a message too long for it
+ * is written from its own buffer, lws putting the frame header in its
+ * headroom and the edge patching a QoS 1/2 SEND's header in place. Such a
+ * buffer must not be shared with another edge (src/edge/pool.c copies it).
+ */
+#define EDGE_WRITE_BATCH 16384
+#define EDGE_IN_PLACE(len) ((len) + 10 > EDGE_WRITE_BATCH)
+
+/* Edge index of count (pool.h): index 0 also holds the TLS listener, if
+ * any. Returns NULL on failure (logged). to_core receives its output. */
+struct edge *edge_new(const struct edge_opts *opts, unsigned index, unsigned count,
+		      struct xq *to_core);
 /* The queue the core pushes into. Valid until edge_free(). */
 struct xq *edge_inbox(struct edge *e);
 int edge_start(struct edge *e);

@@ -22,9 +22,9 @@ struct xq {
 
 static atomic_uint_fast64_t next_conn_id = 1;
 
-uint64_t conn_id_next(void)
+uint64_t conn_id_next(unsigned edge, unsigned nedges)
 {
-	return atomic_fetch_add_explicit(&next_conn_id, 1, memory_order_relaxed);
+	return atomic_fetch_add_explicit(&next_conn_id, 1, memory_order_relaxed) * nedges + edge;
 }
 
 struct xq *xq_new(xq_doorbell ring, void *arg)

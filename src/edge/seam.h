@@ -137,7 +137,9 @@ void xq_settle(struct xq *q, size_t copies);
 size_t xq_backlog(const struct xq *q);
 uint64_t xq_settled(const struct xq *q);
 
-/* Process-wide connection id source, any thread; ids start at 1, never reused. */
-uint64_t conn_id_next(void);
+/* Process-wide connection id source, any thread; never 0, never reused.
+ * The id is edge (mod nedges): the edge among nedges that holds it
+ * (src/edge/pool.h). */
+uint64_t conn_id_next(unsigned edge, unsigned nedges);
 
 #endif

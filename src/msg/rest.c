@@ -26,6 +26,7 @@
 #include "src/base/timeutil.h"
 #include "src/http/backend.h"
 #include "src/msg/deliver.h"
+#include "src/edge/pool.h"
 #include "src/msg/engine.h"
 #include "src/msg/guard.h"
 #include "src/msg/membership.h"
@@ -413,7 +414,7 @@ static double drain_rate(struct core *c)
 	static double t0, rate;
 	static uint64_t n0;
 	double now = mono_now();
-	uint64_t n = xq_settled(c->to_edge);
+	uint64_t n = edge_pool_settled(c->edges);
 
 	if (t0 > 0 && now - t0 < 0.1)
 		return rate;
@@ -439,7 +440,7 @@ static bool busy(struct core *c, struct httpd_req *req)
 {
 	static struct log_limit lim; /* core thread only */
 	static bool lim_ready;
-	size_t backlog = xq_backlog(c->to_edge), bound = (size_t)c->conf->push_backlog;
+	size_t backlog = edge_pool_backlog(c->edges), bound = (size_t)c->conf->push_backlog;
 	double rate = drain_rate(c);
 	if (!bound || backlog <= bound)
 		return false;
@@ -1228,18 +1229,18 @@ static void metrics_text(struct core *c, struct httpd_req *req)
 		"# TYPE rainbow_seam_queue_depth gauge\n"
 		"rainbow_seam_queue_depth{queue=\"edge_to_core\"} %zu\n"
 		"rainbow_seam_queue_depth{queue=\"core_to_edge\"} %zu\n"
-		"# HELP rainbow_seam_queue_depth_max Deepest each seam queue has been since start\n"
+		"# HELP rainbow_seam_queue_depth_max Deepest each seam queue has been since start (core_to_edge: the sum of each edge thread's mark)\n"
 		"# TYPE rainbow_seam_queue_depth_max gauge\n"
 		"rainbow_seam_queue_depth_max{queue=\"edge_to_core\"} %zu\n"
 		"rainbow_seam_queue_depth_max{queue=\"core_to_edge\"} %zu\n"
-		"# HELP rainbow_push_backlog Copies of pushes waiting for the edge thread (bounded by push_backlog)\n"
+		"# HELP rainbow_push_backlog Copies of pushes accepted and not yet written to their sockets (bounded by push_backlog)\n"
 		"# TYPE rainbow_push_backlog gauge\n"
 		"rainbow_push_backlog %zu\n"
 		"# HELP rainbow_commit_held Outputs held until the open batch commits\n"
 		"# TYPE rainbow_commit_held gauge\n"
 		"rainbow_commit_held %zu\n",
-		xq_depth(c->inbox), xq_depth(c->to_edge), xq_depth_max(c->inbox),
-		xq_depth_max(c->to_edge), xq_backlog(c->to_edge), commit_held(c->commit)) >= 0;
+		xq_depth(c->inbox), edge_pool_depth(c->edges), xq_depth_max(c->inbox),
+		edge_pool_depth_max(c->edges), edge_pool_backlog(c->edges), commit_held(c->commit)) >= 0;
 	/* The cluster's membership and links, when it is on. */
 	if (ok && strcmp(c->engine->ops->name, "local") != 0)
 		ok = cluster_metrics(c, out);

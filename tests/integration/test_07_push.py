@@ -368,6 +368,44 @@ def test_push_qos2_rec_rel_com(gateway, backend):
     run(body())
 
 
+@pytest.mark.parametrize("size", [100, 40000])
+def test_channel_push_across_edge_threads_each_copy_its_own_msgid(gateway, backend, size):
+    """Members spread over two edge threads (docs/architecture.md) whose next
+    msgids differ get one channel push, small (frames built per connection)
+    and long (written in place from a buffer each edge must have to itself):
+    each sees its own msgid, and every ACK lands."""
+    backend.rules(channel_rule("spread"))
+    gw = gateway(edge_threads=2, max_message_size="1m")
+    big = b"%d:" % size + b"z" * size
+
+    async def body():
+        members = [await Client.open(gw) for _ in range(6)]
+        assert len(gw.presence("spread")) == 6
+        # member i has taken i msgids already
+        for i, m in enumerate(members):
+            for _ in range(i):
+                call = start_push(gw, {"identity": m.identity, "msgtype": MSGTYPE, "qos": 1,
+                                       "timeout": 10})
+                await m.send(rb.ack(check_send(await m.recv(), 1), b"ok"))
+                assert (await call).json["status"] == 0
+        call = start_push(gw, {"channel": "spread", "msgtype": MSGTYPE, "qos": 1,
+                               "timeout": 20}, big)
+        mids = []
+        for m in members:
+            mid = check_send(await m.recv(timeout=10), 1, big)
+            mids.append(mid)
+            await m.send(rb.ack(mid, b"got"))
+        assert len(set(mids)) == 6, mids
+        assert [b - a for a, b in zip(mids, mids[1:])] == [1] * 5, mids
+        r = await call
+        assert (r.status, r.json) == (200, acked_answer(6, "got")), r.json
+        await quiet(members, 0.3)
+        for m in members:
+            await m.close()
+    run(body(), timeout=60)
+    assert "2 edge threads" in gw.log_text()
+
+
 def test_push_to_identity_reaches_only_that_connection(gateway, backend):
     backend.rules(channel_rule("room"))
     gw = gateway()
