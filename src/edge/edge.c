@@ -38,6 +38,10 @@ _Static_assert(LWS_PRE <= RBUF_HEADROOM, "rbuf headroom must cover LWS_PRE");
 /* What lws sends per send(2) is the protocols' tx_packet_size: a batch of
  * frames (edge.h) is one system call. */
 #define WRITE_BATCH EDGE_WRITE_BATCH
+/* lws keeps a receive buffer of this size per connection (rx_ubuf; its
+ * default, 4 KB, was two thirds of an idle connection's memory) and hands
+ * a longer message over in chunks of it, which on_receive reassembles. */
+#define RX_CHUNK 1024
 /* A connection whose queue has not moved for this long (its client does
  * not read) stops counting in the push backlog: one stuck client must not
  * hold back every publisher. Checked every STALL_CHECK_USECS. */
@@ -809,8 +813,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 static const struct lws_protocols protocols[] = {
 	/* The first protocol is the one a client offering none (or none we
 	 * know) gets: the original Rainbow behaviour. */
-	{ "rainbow", callback, 0, 0, 0, NULL, WRITE_BATCH + 16 },
-	{ "rainbow.v2", callback, 0, 0, 0, NULL, WRITE_BATCH + 16 },
+	{ "rainbow", callback, 0, RX_CHUNK, 0, NULL, WRITE_BATCH + 16 },
+	{ "rainbow.v2", callback, 0, RX_CHUNK, 0, NULL, WRITE_BATCH + 16 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
