@@ -1014,9 +1014,22 @@ int db_dlv_del(struct db *db, const char *device, uint16_t msgid)
 	return keyed(db, ST_DLV_DEL, device, msgid, false);
 }
 
-int db_dlv_list(struct db *db, const char *device, db_dlv_cb cb, void *arg)
+/* A listing's callback (the one its row_fn calls) and its argument. */
+struct row_cb {
+	db_dlv_cb dlv;
+	db_up_cb up;
+	void *arg;
+};
+/* Decode the current row, whose blob column is blob (never NULL), and hand
+ * it to the callback. */
+typedef void (*row_fn)(sqlite3_stmt *st, const void *blob, size_t len, const struct row_cb *cb);
+
+/* Each row of a device's listing statement id (?1 the device) through row();
+ * column blob_col is a blob, "" when empty or NULL. */
+static int list_rows(struct db *db, enum stmt id, const char *device, int blob_col, row_fn row,
+		     const struct row_cb *cb)
 {
-	sqlite3_stmt *st = stmt(db, ST_DLV_LIST);
+	sqlite3_stmt *st = stmt(db, id);
 	int rc;
 
 	if (!st)
@@ -1024,28 +1037,44 @@ int db_dlv_list(struct db *db, const char *device, db_dlv_cb cb, void *arg)
 	if ((rc = bind_text(st, 1, device)) != SQLITE_OK)
 		return fail(db, st, rc);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct db_dlv d = {
-			.msgid = (uint16_t)sqlite3_column_int(st, 0),
-			.state = sqlite3_column_int(st, 1),
-			.sent = sqlite3_column_int(st, 2) != 0,
-			.msgtype = (uint16_t)sqlite3_column_int(st, 3),
-			.qos = (uint8_t)sqlite3_column_int(st, 4),
-		};
 		/* _blob before _bytes, as SQLite asks; an empty blob is NULL. */
-		d.payload = sqlite3_column_blob(st, 5);
-		d.len = (size_t)sqlite3_column_bytes(st, 5);
-		if (!d.payload) {
+		const void *blob = sqlite3_column_blob(st, blob_col);
+		size_t len = (size_t)sqlite3_column_bytes(st, blob_col);
+
+		if (!blob) {
 			if (sqlite3_errcode(db->sql) == SQLITE_NOMEM)
 				return fail(db, st, SQLITE_NOMEM);
-			d.payload = "";
-			d.len = 0;
+			blob = "";
+			len = 0;
 		}
-		cb(&d, arg);
+		row(st, blob, len, cb);
 	}
 	if (rc != SQLITE_DONE)
 		return fail(db, st, rc);
 	done(st);
 	return RB_OK;
+}
+
+static void dlv_row(sqlite3_stmt *st, const void *payload, size_t len, const struct row_cb *cb)
+{
+	const struct db_dlv d = {
+		.msgid = (uint16_t)sqlite3_column_int(st, 0),
+		.state = sqlite3_column_int(st, 1),
+		.sent = sqlite3_column_int(st, 2) != 0,
+		.msgtype = (uint16_t)sqlite3_column_int(st, 3),
+		.qos = (uint8_t)sqlite3_column_int(st, 4),
+		.payload = payload,
+		.len = len,
+	};
+
+	cb->dlv(&d, cb->arg);
+}
+
+int db_dlv_list(struct db *db, const char *device, db_dlv_cb cb, void *arg)
+{
+	const struct row_cb c = { .dlv = cb, .arg = arg };
+
+	return list_rows(db, ST_DLV_LIST, device, 5, dlv_row, &c);
 }
 
 /* The session row's counters; without a session row, a scan. */
@@ -1155,34 +1184,23 @@ int db_up_get(struct db *db, const char *device, uint16_t msgid, int *state,
 	return RB_OK;
 }
 
+static void up_row(sqlite3_stmt *st, const void *reply, size_t len, const struct row_cb *cb)
+{
+	const struct db_up u = {
+		.msgid = (uint16_t)sqlite3_column_int(st, 0),
+		.state = sqlite3_column_int(st, 1),
+		.reply = reply,
+		.len = len,
+	};
+
+	cb->up(&u, cb->arg);
+}
+
 int db_up_list(struct db *db, const char *device, db_up_cb cb, void *arg)
 {
-	sqlite3_stmt *st = stmt(db, ST_UP_LIST);
-	int rc;
+	const struct row_cb c = { .up = cb, .arg = arg };
 
-	if (!st)
-		return RB_EINVAL;
-	if ((rc = bind_text(st, 1, device)) != SQLITE_OK)
-		return fail(db, st, rc);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct db_up u = {
-			.msgid = (uint16_t)sqlite3_column_int(st, 0),
-			.state = sqlite3_column_int(st, 1),
-		};
-		u.reply = sqlite3_column_blob(st, 2);
-		u.len = (size_t)sqlite3_column_bytes(st, 2);
-		if (!u.reply) {
-			if (sqlite3_errcode(db->sql) == SQLITE_NOMEM)
-				return fail(db, st, SQLITE_NOMEM);
-			u.reply = "";
-			u.len = 0;
-		}
-		cb(&u, arg);
-	}
-	if (rc != SQLITE_DONE)
-		return fail(db, st, rc);
-	done(st);
-	return RB_OK;
+	return list_rows(db, ST_UP_LIST, device, 2, up_row, &c);
 }
 
 int db_up_begin(struct db *db, const char *device, uint16_t msgid)

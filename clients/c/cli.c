@@ -187,85 +187,267 @@ struct common {
 	const char *api;        /* REST base URL */
 	const char *ca_file;    /* wss:// CA bundle */
 	bool v1, session, insecure, verbose, no_reconnect;
-	int reconnect_min_ms, reconnect_max_ms, heartbeat_s, heartbeat_timeout_s;
+	long reconnect_min_ms, reconnect_max_ms, heartbeat_s, heartbeat_timeout_s;
 };
 
-enum {
-	O_DEVICE = 1000, O_PLATFORM, O_CLIENT_TOKEN, O_QUERY, O_TOKEN, O_API, O_V1, O_SESSION,
-	O_INSECURE, O_NO_RECONNECT, O_RMIN, O_RMAX, O_HEARTBEAT, O_CHANNEL, O_COUNT,
-	O_REPLY, O_DURATION, O_QOS, O_TIMEOUT, O_LINGER, O_MSGTYPE, O_TO, O_OCCUPY, O_CODE,
-	O_REASON, O_PASSWORD, O_CONNS, O_PREFIX, O_HB_TIMEOUT, O_CA,
+/* The arguments of a repeatable option (listen --channel). */
+struct strlist {
+	const char *v[MAX_CHANNELS];
+	int n;
 };
 
-static const struct option conn_opts[] = {
-	{ "device", required_argument, NULL, O_DEVICE },
-	{ "platform", required_argument, NULL, O_PLATFORM },
-	{ "client-token", required_argument, NULL, O_CLIENT_TOKEN },
-	{ "query", required_argument, NULL, O_QUERY },
-	{ "v1", no_argument, NULL, O_V1 },
-	{ "session", no_argument, NULL, O_SESSION },
-	{ "insecure", no_argument, NULL, O_INSECURE },
-	{ "ca", required_argument, NULL, O_CA },
-	{ "no-reconnect", no_argument, NULL, O_NO_RECONNECT },
-	{ "reconnect-min", required_argument, NULL, O_RMIN },
-	{ "reconnect-max", required_argument, NULL, O_RMAX },
-	{ "heartbeat", required_argument, NULL, O_HEARTBEAT },
-	{ "heartbeat-timeout", required_argument, NULL, O_HB_TIMEOUT },
+/* What an option does with its argument. OPT_HELP and OPT_FLAG take none. */
+enum opt_kind {
+	OPT_HELP, /* print the command's help, exit 0 */
+	OPT_FLAG, /* *(bool *)to = true */
+	OPT_STR,  /* *(const char **)to = the argument (one of choices, if set) */
+	OPT_INT,  /* *(long *)to = the argument, an integer in lo..hi */
+	OPT_SECS, /* *(int *)to = the argument, seconds, in milliseconds */
+	OPT_LIST, /* the argument appended to *(struct strlist *)to */
 };
 
-/* Handle an option shared by the WebSocket commands; false if not one. */
-static bool common_opt(struct common *o, int ch, const char *arg)
+/* A row of an option table: the parser and the help both read it. */
+struct opt {
+	const char *name;            /* --name */
+	enum opt_kind kind;
+	void *to;                    /* where the value goes; NULL: checked only */
+	const char *arg;             /* the argument's name in the help */
+	const char *help;            /* its help, lines separated by \n; NULL: not listed */
+	long lo, hi;                 /* OPT_INT: the range */
+	const char **raw;            /* if set, also gets the argument as given */
+	const char *const *choices;  /* OPT_STR: the values allowed, NULL-terminated */
+	char letter;                 /* the short form (-v), or 0 */
+};
+
+/* A row's first fields: { OPT(...), .lo = 0, .hi = 2 } adds the others. */
+#define OPT(name_, kind_, to_, arg_, help_) \
+	.name = (name_), .kind = (kind_), .to = (to_), .arg = (arg_), .help = (help_)
+/* --token and --api, which every command takes (help NULL: not listed). */
+#define OPT_TOKEN(o, help) { OPT("token", OPT_STR, &(o)->token, "T", help) }
+#define OPT_API(o, help) { OPT("api", OPT_STR, &(o)->api, "URL", help) }
+
+/* A command, for its option parsing and help. */
+struct cmd {
+	const char *name;
+	const char *usage;    /* the help before the option list */
+	const char *footer;   /* the help after it, or NULL */
+	bool conn;            /* a WebSocket command: takes the connection options */
+	int operands;         /* how many it takes */
+	const char *expects;  /* the usage error when that many are not given */
+};
+
+static void usage_error(const char *cmd, const char *msg)
 {
-	switch (ch) {
-	case O_DEVICE: o->device = arg; return true;
-	case O_PLATFORM: o->platform = arg; return true;
-	case O_CLIENT_TOKEN: o->client_token = arg; return true;
-	case O_QUERY: o->query = arg; return true;
-	case O_TOKEN: o->token = arg; return true;
-	case O_API: o->api = arg; return true;
-	case O_V1: o->v1 = true; return true;
-	case O_SESSION: o->session = true; return true;
-	case O_INSECURE: o->insecure = true; return true;
-	case O_CA: o->ca_file = arg; return true;
-	case O_NO_RECONNECT: o->no_reconnect = true; return true;
-	case O_RMIN: o->reconnect_min_ms = (int)parse_int(arg, 1, 3600000, "--reconnect-min"); return true;
-	case O_RMAX: o->reconnect_max_ms = (int)parse_int(arg, 1, 3600000, "--reconnect-max"); return true;
-	case O_HEARTBEAT: o->heartbeat_s = (int)parse_int(arg, 0, 3600, "--heartbeat"); return true;
-	case O_HB_TIMEOUT:
-		o->heartbeat_timeout_s = (int)parse_int(arg, 1, 3600, "--heartbeat-timeout");
-		return true;
-	case 'v': o->verbose = true; return true;
+	fprintf(stderr, "rainbow-cli %s: %s (see rainbow-cli %s --help)\n", cmd, msg, cmd);
+	exit(EX_ERR);
+}
+
+/* A command's options as parse_opts lays them out: its own, the general
+ * ones (NGENERAL), then a WebSocket command's connection options. */
+#define MAX_OPTS 32
+#define NGENERAL 2
+
+static void add_opts(struct opt *t, size_t *n, const struct opt *v, size_t nv)
+{
+	if (*n + nv > MAX_OPTS) {
+		fprintf(stderr, "rainbow-cli: more than MAX_OPTS options\n");
+		abort();
 	}
-	return false;
+	memcpy(t + *n, v, nv * sizeof(*v));
+	*n += nv;
 }
 
-/* Build a getopt_long table: the command's own options + extra ones. */
-static struct option *options(const struct option *own, size_t nown, bool conn)
+/* The options every command takes after its own (-h, -v: the general ones)
+ * and, for a WebSocket command, the connection options, storing into o. */
+static void add_common_opts(struct opt *t, size_t *n, struct common *o, bool conn)
 {
-	static struct option table[64];
-	static const struct option always[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "token", required_argument, NULL, O_TOKEN },
-		{ "api", required_argument, NULL, O_API },
+	const struct opt general[NGENERAL] = {
+		{ OPT("help", OPT_HELP, NULL, NULL, NULL), .letter = 'h' },
+		{ OPT("verbose", OPT_FLAG, &o->verbose, NULL,
+		      "connection events and libwebsockets notices on stderr"), .letter = 'v' },
 	};
-	size_t n = 0;
+	const struct opt conn_opts[] = {
+		{ OPT("device", OPT_STR, &o->device, "D",
+		      "device id (X-DEVICEID); with rainbow.v2 it holds a session") },
+		{ OPT("platform", OPT_STR, &o->platform, "P", "X-CLIENT-OS") },
+		{ OPT("client-token", OPT_STR, &o->client_token, "T",
+		      "query argument token=T for the backend's connect hook") },
+		{ OPT("query", OPT_STR, &o->query, "Q",
+		      "more query arguments, already encoded (a=1&b=2)") },
+		{ OPT("v1", OPT_FLAG, &o->v1, NULL,
+		      "speak the original protocol (no rainbow.v2: no HELLO, no NAK)") },
+		{ OPT("session", OPT_FLAG, &o->session, NULL,
+		      "with --v1 and --device: ask for a session (session=1)") },
+		{ OPT("insecure", OPT_FLAG, &o->insecure, NULL, "wss://: accept any certificate") },
+		{ OPT("ca", OPT_STR, &o->ca_file, "FILE",
+		      "wss://: trust the CA certificates in FILE (PEM)") },
+		{ OPT("no-reconnect", OPT_FLAG, &o->no_reconnect, NULL,
+		      "give up at the first lost connection") },
+		{ OPT("reconnect-min", OPT_INT, &o->reconnect_min_ms, "MS",
+		      "first reconnect delay (default 500; jittered, doubling)"),
+		  .lo = 1, .hi = 3600000 },
+		{ OPT("reconnect-max", OPT_INT, &o->reconnect_max_ms, "MS",
+		      "longest reconnect delay (default 30000)"), .lo = 1, .hi = 3600000 },
+		{ OPT("heartbeat", OPT_INT, &o->heartbeat_s, "S",
+		      "liveness interval when the gateway announces none (v1)"),
+		  .lo = 0, .hi = 3600 },
+		{ OPT("heartbeat-timeout", OPT_INT, &o->heartbeat_timeout_s, "S",
+		      "silence past the interval that counts as a dead\n"
+		      "connection (default 10): the client pings after one\n"
+		      "quiet interval and reconnects after this much more"),
+		  .lo = 1, .hi = 3600 },
+	};
 
-	for (size_t i = 0; i < nown; i++)
-		table[n++] = own[i];
-	for (size_t i = 0; i < RB_ARRAY_LEN(always); i++)
-		table[n++] = always[i];
+	add_opts(t, n, general, NGENERAL);
 	if (conn)
-		for (size_t i = 0; i < RB_ARRAY_LEN(conn_opts); i++)
-			table[n++] = conn_opts[i];
-	memset(&table[n], 0, sizeof(table[n]));
-	return table;
+		add_opts(t, n, conn_opts, RB_ARRAY_LEN(conn_opts));
 }
 
-static void init_common(struct common *o)
+/* "  --name ARG           help", continuation lines under the help; rows
+ * without help are not listed. */
+static void print_opts(const struct opt *t, size_t n)
 {
+	enum { LABEL_W = 19 }; /* the help starts at column 2 + LABEL_W + 2 */
+
+	for (size_t i = 0; i < n; i++) {
+		const char *h = t[i].help, *nl;
+		char label[64];
+		int k = 0;
+
+		if (!h)
+			continue;
+		if (t[i].letter)
+			k = snprintf(label, sizeof(label), "-%c, ", t[i].letter);
+		snprintf(label + k, sizeof(label) - k, "--%s%s%s", t[i].name, t[i].arg ? " " : "",
+			 t[i].arg ? t[i].arg : "");
+		printf("  %-*s  ", LABEL_W, label);
+		for (; (nl = strchr(h, '\n')); h = nl + 1)
+			printf("%.*s\n%*s", (int)(nl - h), h, 2 + LABEL_W + 2, "");
+		printf("%s\n", h);
+	}
+}
+
+/* The help: usage, the command's own options, then for a WebSocket command
+ * the connection options and the general ones, then the footer. t is as
+ * parse_opts lays it out: own, general, connection options. */
+static void print_help(const struct cmd *cmd, const struct opt *t, size_t nown, size_t n)
+{
+	printf("%s", cmd->usage);
+	print_opts(t, nown);
+	if (cmd->conn) {
+		printf("connection options:\n");
+		print_opts(t + nown + NGENERAL, n - nown - NGENERAL);
+		print_opts(t + nown, NGENERAL);
+	}
+	if (cmd->footer)
+		printf("%s", cmd->footer);
+}
+
+/* arg is not one of e->choices: "--to is channel, identity or device". */
+static void bad_choice(const struct cmd *cmd, const struct opt *e)
+{
+	char msg[160];
+	int k = snprintf(msg, sizeof(msg), "--%s is %s", e->name, e->choices[0]);
+
+	for (const char *const *c = e->choices + 1; *c && k < (int)sizeof(msg); c++)
+		k += snprintf(msg + k, sizeof(msg) - k, "%s%s", c[1] ? ", " : " or ", *c);
+	usage_error(cmd->name, msg);
+}
+
+/* Store an option's argument as its row says; a bad one is a usage error. */
+static void set_opt(const struct cmd *cmd, const struct opt *e, const char *arg)
+{
+	char what[64], msg[96];
+	const char *const *c;
+	struct strlist *l;
+	long v;
+
+	snprintf(what, sizeof(what), "--%s", e->name);
+	switch (e->kind) {
+	case OPT_HELP: /* parse_opts' */
+		break;
+	case OPT_FLAG:
+		*(bool *)e->to = true;
+		break;
+	case OPT_STR:
+		for (c = e->choices; c && *c && strcmp(*c, arg); c++)
+			;
+		if (c && !*c)
+			bad_choice(cmd, e);
+		*(const char **)e->to = arg;
+		break;
+	case OPT_INT:
+		v = parse_int(arg, e->lo, e->hi, what);
+		if (e->to)
+			*(long *)e->to = v;
+		break;
+	case OPT_SECS:
+		*(int *)e->to = parse_secs_or_die(arg, what);
+		break;
+	case OPT_LIST:
+		l = e->to;
+		if (l->n == (int)RB_ARRAY_LEN(l->v)) {
+			snprintf(msg, sizeof(msg), "too many %s", what);
+			usage_error(cmd->name, msg);
+		}
+		l->v[l->n++] = arg;
+		break;
+	}
+	if (e->raw)
+		*e->raw = arg;
+}
+
+/* Parse the options of command cmd in argv, each as it comes: own[] (its
+ * table), then the general and, for a WebSocket command, the connection
+ * options (add_common_opts), into o, which starts zeroed with the token from
+ * $RAINBOW_TOKEN. --help prints the help from the same tables and exits 0;
+ * an unknown option, a missing or bad argument, or a number of operands other
+ * than cmd->operands is a usage error (exit 1). Leaves optind at the first
+ * operand, as getopt_long does. */
+static void parse_opts(const struct cmd *cmd, const struct opt *own, size_t nown,
+		       struct common *o, int argc, char **argv)
+{
+	enum { VAL0 = 1000 }; /* getopt_long's value for t[i]: VAL0 + i */
+	struct opt t[MAX_OPTS];
+	struct option lo[MAX_OPTS + 1];
+	char letters[2 * MAX_OPTS + 1];
+	size_t n = 0, nl = 0;
+	int ch;
+
 	memset(o, 0, sizeof(*o));
 	o->token = getenv("RAINBOW_TOKEN");
+	add_opts(t, &n, own, nown);
+	add_common_opts(t, &n, o, cmd->conn);
+	for (size_t i = 0; i < n; i++) {
+		bool has_arg = t[i].kind != OPT_HELP && t[i].kind != OPT_FLAG;
+		lo[i] = (struct option){ t[i].name, has_arg ? required_argument : no_argument,
+					 NULL, VAL0 + (int)i };
+		if (t[i].letter) {
+			letters[nl++] = t[i].letter;
+			if (has_arg)
+				letters[nl++] = ':';
+		}
+	}
+	memset(&lo[n], 0, sizeof(lo[n]));
+	letters[nl] = '\0';
+	while ((ch = getopt_long(argc, argv, letters, lo, NULL)) != -1) {
+		const struct opt *e = NULL;
+
+		if (ch >= VAL0 && ch < VAL0 + (int)n)
+			e = &t[ch - VAL0];
+		for (size_t i = 0; i < n && !e; i++)
+			if (t[i].letter == ch)
+				e = &t[i];
+		if (!e)
+			usage_error(cmd->name, "unknown option");
+		if (e->kind == OPT_HELP) {
+			print_help(cmd, t, nown, n);
+			exit(EX_OK);
+		}
+		set_opt(cmd, e, optarg);
+	}
+	if (argc - optind != cmd->operands)
+		usage_error(cmd->name, cmd->expects);
 }
 
 static void fill_conn_opts(const struct common *o, const char *url, struct rb_conn_opts *co)
@@ -280,10 +462,10 @@ static void fill_conn_opts(const struct common *o, const char *url, struct rb_co
 	co->session = o->session;
 	co->insecure = o->insecure;
 	co->no_reconnect = o->no_reconnect;
-	co->reconnect_min_ms = o->reconnect_min_ms;
-	co->reconnect_max_ms = o->reconnect_max_ms;
-	co->heartbeat_s = o->heartbeat_s;
-	co->heartbeat_timeout_s = o->heartbeat_timeout_s;
+	co->reconnect_min_ms = (int)o->reconnect_min_ms;
+	co->reconnect_max_ms = (int)o->reconnect_max_ms;
+	co->heartbeat_s = (int)o->heartbeat_s;
+	co->heartbeat_timeout_s = (int)o->heartbeat_timeout_s;
 }
 
 static struct rb_ctx *make_ctx(const struct common *o)
@@ -320,38 +502,12 @@ static bool api_url(const struct common *o, const char *ws_url, char *out, size_
 	return true;
 }
 
-static void usage_error(const char *cmd, const char *msg)
-{
-	fprintf(stderr, "rainbow-cli %s: %s (see rainbow-cli %s --help)\n", cmd, msg, cmd);
-	exit(EX_ERR);
-}
-
-static const char conn_help[] =
-	"connection options:\n"
-	"  --device D           device id (X-DEVICEID); with rainbow.v2 it holds a session\n"
-	"  --platform P         X-CLIENT-OS\n"
-	"  --client-token T     query argument token=T for the backend's connect hook\n"
-	"  --query Q            more query arguments, already encoded (a=1&b=2)\n"
-	"  --v1                 speak the original protocol (no rainbow.v2: no HELLO, no NAK)\n"
-	"  --session            with --v1 and --device: ask for a session (session=1)\n"
-	"  --insecure           wss://: accept any certificate\n"
-	"  --ca FILE            wss://: trust the CA certificates in FILE (PEM)\n"
-	"  --no-reconnect       give up at the first lost connection\n"
-	"  --reconnect-min MS   first reconnect delay (default 500; jittered, doubling)\n"
-	"  --reconnect-max MS   longest reconnect delay (default 30000)\n"
-	"  --heartbeat S        liveness interval when the gateway announces none (v1)\n"
-	"  --heartbeat-timeout S  silence past the interval that counts as a dead\n"
-	"                       connection (default 10): the client pings after one\n"
-	"                       quiet interval and reconnects after this much more\n"
-	"  -v, --verbose        connection events and libwebsockets notices on stderr\n";
-
 /* ------------------------------------------------------------ listen */
 
 struct listen_st {
 	struct common *o;
 	const char *api;
-	const char *channels[MAX_CHANNELS];
-	int nchannels;
+	struct strlist channels;
 	long count, seen;
 	const char *reply;
 	int exit_code;
@@ -362,15 +518,15 @@ static void listen_subscribe(struct listen_st *st, struct rb_conn *c)
 {
 	const char *id = rb_conn_identity(c);
 
-	if (!st->nchannels || !st->o->token || !st->api)
+	if (!st->channels.n || !st->o->token || !st->api)
 		return;
 	if (!*id) {
 		fprintf(stderr, "note: no identity under v1: channels are only asked for in the "
 			"query\n");
 		return;
 	}
-	for (int i = 0; i < st->nchannels; i++) {
-		json_t *b = json_pack("{s:s,s:s}", "identity", id, "channel", st->channels[i]);
+	for (int i = 0; i < st->channels.n; i++) {
+		json_t *b = json_pack("{s:s,s:s}", "identity", id, "channel", st->channels.v[i]);
 		char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
 		struct rb_http_resp r;
 		char err[256];
@@ -378,7 +534,7 @@ static void listen_subscribe(struct listen_st *st, struct rb_conn *c)
 
 		json_decref(b);
 		if (!body) {
-			fprintf(stderr, "subscribe %s failed: out of memory\n", st->channels[i]);
+			fprintf(stderr, "subscribe %s failed: out of memory\n", st->channels.v[i]);
 			continue;
 		}
 		rc = rb_rest_call(st->api, "POST", "/sub/", NULL, st->o->token,
@@ -386,16 +542,16 @@ static void listen_subscribe(struct listen_st *st, struct rb_conn *c)
 				  &r, err, sizeof(err));
 		free(body);
 		if (rc != RB_OK) {
-			fprintf(stderr, "subscribe %s failed: %s\n", st->channels[i], err);
+			fprintf(stderr, "subscribe %s failed: %s\n", st->channels.v[i], err);
 			continue;
 		}
 		json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
 		json_t *s = json_is_object(j) ? json_object_get(j, "status") : NULL;
 		if (r.status == 200 && json_is_integer(s) && json_integer_value(s) == 0)
-			fprintf(stderr, "subscribed %s\n", st->channels[i]);
+			fprintf(stderr, "subscribed %s\n", st->channels.v[i]);
 		else
-			fprintf(stderr, "subscribe %s failed: HTTP %d %s\n", st->channels[i], r.status,
-				r.body);
+			fprintf(stderr, "subscribe %s failed: HTTP %d %s\n", st->channels.v[i],
+				r.status, r.body);
 		json_decref(j);
 		rb_http_resp_free(&r);
 	}
@@ -449,7 +605,8 @@ static void listen_event(struct rb_conn *c, const struct rb_event *ev, void *use
 	}
 }
 
-static const char listen_help[] =
+static const struct cmd listen_cmd = {
+	"listen",
 	"usage: rainbow-cli listen URL [options]\n"
 	"Connect to the gateway (ws://host:port[/connect/]) and print every push on\n"
 	"stdout, one line each: MSGTYPE QOS PAYLOAD (backslash, control characters\n"
@@ -457,67 +614,47 @@ static const char listen_help[] =
 	"answered ACK, QoS 2 REC then COM (a QoS 2 push is printed once per message\n"
 	"id until its REL). Reconnects (jittered exponential backoff) and resumes the\n"
 	"device's session. Connection events go to stderr (open ..., ready, closed\n"
-	"..., done ...).\n"
-	"  --channel C          join channel C (repeatable): sent as the query argument\n"
-	"                       channel=C1;;C2 (backends like example_backend.py honour\n"
-	"                       it) and, when a token is known and the gateway speaks\n"
-	"                       rainbow.v2, subscribed with a signed POST /sub/ after\n"
-	"                       every (re)connection\n"
-	"  --token T            REST security token (default: $RAINBOW_TOKEN)\n"
-	"  --api URL            REST base URL (default: http:// + the URL's host:port)\n"
-	"  --count N            exit 0 after N pushes (once they are answered)\n"
-	"  --duration S         exit 0 after S seconds\n"
-	"  --reply DATA         payload of the ACK/REC answers (default empty)\n";
+	"..., done ...).\n",
+	NULL, true, 1, "expects one URL",
+};
 
 static int cmd_listen(int argc, char **argv)
 {
-	static const struct option own[] = {
-		{ "channel", required_argument, NULL, O_CHANNEL },
-		{ "count", required_argument, NULL, O_COUNT },
-		{ "duration", required_argument, NULL, O_DURATION },
-		{ "reply", required_argument, NULL, O_REPLY },
-	};
-	struct option *table = options(own, RB_ARRAY_LEN(own), true);
 	struct common o;
 	struct listen_st st = { .o = &o };
 	struct rb_conn_opts co;
 	char api[RBC_URL_HOST_MAX + 32], query[4096] = "", chans[2048] = "";
-	int duration_ms = -1, ch;
+	int duration_ms = -1;
 	struct rb_ctx *ctx;
 	struct rb_conn *c;
 	int64_t end;
+	const struct opt own[] = {
+		{ OPT("channel", OPT_LIST, &st.channels, "C",
+		      "join channel C (repeatable): sent as the query argument\n"
+		      "channel=C1;;C2 (backends like example_backend.py honour\n"
+		      "it) and, when a token is known and the gateway speaks\n"
+		      "rainbow.v2, subscribed with a signed POST /sub/ after\n"
+		      "every (re)connection") },
+		OPT_TOKEN(&o, "REST security token (default: $RAINBOW_TOKEN)"),
+		OPT_API(&o, "REST base URL (default: http:// + the URL's host:port)"),
+		{ OPT("count", OPT_INT, &st.count, "N",
+		      "exit 0 after N pushes (once they are answered)"),
+		  .lo = 1, .hi = 1000000000 },
+		{ OPT("duration", OPT_SECS, &duration_ms, "S", "exit 0 after S seconds") },
+		{ OPT("reply", OPT_STR, &st.reply, "DATA",
+		      "payload of the ACK/REC answers (default empty)") },
+	};
 
-	init_common(&o);
-	while ((ch = getopt_long(argc, argv, "hv", table, NULL)) != -1) {
-		if (common_opt(&o, ch, optarg))
-			continue;
-		switch (ch) {
-		case O_CHANNEL:
-			if (st.nchannels == MAX_CHANNELS)
-				usage_error("listen", "too many --channel");
-			st.channels[st.nchannels++] = optarg;
-			break;
-		case O_COUNT: st.count = parse_int(optarg, 1, 1000000000, "--count"); break;
-		case O_DURATION: duration_ms = parse_secs_or_die(optarg, "--duration"); break;
-		case O_REPLY: st.reply = optarg; break;
-		case 'h':
-			printf("%s%s", listen_help, conn_help);
-			return EX_OK;
-		default:
-			usage_error("listen", "unknown option");
-		}
-	}
-	if (argc - optind != 1)
-		usage_error("listen", "expects one URL");
+	parse_opts(&listen_cmd, own, RB_ARRAY_LEN(own), &o, argc, argv);
 	if (api_url(&o, argv[optind], api, sizeof(api)))
 		st.api = api;
-	if (st.nchannels) {
-		for (int i = 0; i < st.nchannels; i++) {
-			if (strlen(chans) + strlen(st.channels[i]) + 3 >= sizeof(chans))
+	if (st.channels.n) {
+		for (int i = 0; i < st.channels.n; i++) {
+			if (strlen(chans) + strlen(st.channels.v[i]) + 3 >= sizeof(chans))
 				usage_error("listen", "channel names too long");
 			if (i)
 				strcat(chans, ";;");
-			strcat(chans, st.channels[i]);
+			strcat(chans, st.channels.v[i]);
 		}
 		rbc_query_add(query, sizeof(query), "channel", chans);
 		/* rbc_query_add starts with '?': the options' query takes none */
@@ -654,52 +791,39 @@ static void send_event(struct rb_conn *c, const struct rb_event *ev, void *user)
 	}
 }
 
-static const char send_help[] =
+static const struct cmd send_cmd = {
+	"send",
 	"usage: rainbow-cli send URL MSGTYPE DATA [options]\n"
 	"Send one message (DATA, or - for stdin) of MSGTYPE (0..65535) and print the\n"
 	"backend's reply (QoS 1: the ACK's payload, QoS 2: the REC's; the exchange\n"
 	"ends with REL/COM before exit). A NAK prints \"NAK CODE MESSAGE\" and exits 2;\n"
-	"no answer in time exits 3. Reconnects until the timeout.\n"
-	"  --qos N              0, 1 or 2 (default 1)\n"
-	"  --timeout S          seconds to wait for the answer (default 10)\n"
-	"  --linger S           QoS 0: wait S seconds for a NAK before exiting (default 0)\n";
+	"no answer in time exits 3. Reconnects until the timeout.\n",
+	NULL, true, 3, "expects URL MSGTYPE DATA",
+};
 
 static int cmd_send(int argc, char **argv)
 {
-	static const struct option own[] = {
-		{ "qos", required_argument, NULL, O_QOS },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "linger", required_argument, NULL, O_LINGER },
-	};
-	struct option *table = options(own, RB_ARRAY_LEN(own), true);
 	struct common o;
 	struct send_st st = { .o = &o, .exit_code = EX_TIMEOUT };
 	struct rb_conn_opts co;
-	int qos = 1, timeout_ms = 10000, linger_ms = 0, ch, rc;
-	long msgtype;
+	long qos = 1, msgtype;
+	int timeout_ms = 10000, linger_ms = 0, rc;
 	struct rb_ctx *ctx;
 	struct rb_conn *c;
 	char *data;
 	size_t len;
 	int64_t end;
+	const struct opt own[] = {
+		{ OPT("qos", OPT_INT, &qos, "N", "0, 1 or 2 (default 1)"), .lo = 0, .hi = 2 },
+		{ OPT("timeout", OPT_SECS, &timeout_ms, "S",
+		      "seconds to wait for the answer (default 10)") },
+		{ OPT("linger", OPT_SECS, &linger_ms, "S",
+		      "QoS 0: wait S seconds for a NAK before exiting (default 0)") },
+		OPT_TOKEN(&o, NULL),
+		OPT_API(&o, NULL),
+	};
 
-	init_common(&o);
-	while ((ch = getopt_long(argc, argv, "hv", table, NULL)) != -1) {
-		if (common_opt(&o, ch, optarg))
-			continue;
-		switch (ch) {
-		case O_QOS: qos = (int)parse_int(optarg, 0, 2, "--qos"); break;
-		case O_TIMEOUT: timeout_ms = parse_secs_or_die(optarg, "--timeout"); break;
-		case O_LINGER: linger_ms = parse_secs_or_die(optarg, "--linger"); break;
-		case 'h':
-			printf("%s%s", send_help, conn_help);
-			return EX_OK;
-		default:
-			usage_error("send", "unknown option");
-		}
-	}
-	if (argc - optind != 3)
-		usage_error("send", "expects URL MSGTYPE DATA");
+	parse_opts(&send_cmd, own, RB_ARRAY_LEN(own), &o, argc, argv);
 	if (timeout_ms <= 0)
 		timeout_ms = 1;
 	msgtype = parse_int(argv[optind + 1], 0, 65535, "MSGTYPE");
@@ -715,7 +839,7 @@ static int cmd_send(int argc, char **argv)
 		rb_ctx_free(ctx);
 		usage_error("send", "bad URL (ws:// or wss:// expected)");
 	}
-	rc = rb_send(c, (uint16_t)msgtype, qos, data, len, timeout_ms, send_done, &st);
+	rc = rb_send(c, (uint16_t)msgtype, (int)qos, data, len, timeout_ms, send_done, &st);
 	free(data);
 	if (rc != RB_OK) {
 		fprintf(stderr, "rainbow-cli send: %s\n", rb_strerror(rc));
@@ -776,60 +900,42 @@ static void swarm_event(struct rb_conn *c, const struct rb_event *ev, void *user
 		st->opened++;
 }
 
-static const char swarm_help[] =
+static const struct cmd swarm_cmd = {
+	"swarm",
 	"usage: rainbow-cli swarm URL [options]\n"
 	"Open many connections on one libwebsockets context, send COUNT messages on\n"
 	"each (payload \"CONN:SEQ\"), wait for every answer, print one JSON line:\n"
 	"{\"conns\":N,\"opened\":O,\"sent\":S,\"ok\":K,\"nak\":A,\"timeout\":T,\"closed\":C,\n"
-	"\"seconds\":X} and exit 0 when every send succeeded.\n"
-	"  --conns N            connections (default 10)\n"
-	"  --count M            messages per connection (default 1)\n"
-	"  --qos N              0, 1 or 2 (default 1)\n"
-	"  --msgtype T          (default 1)\n"
-	"  --timeout S          per message (default 30)\n"
-	"  --device-prefix P    device ids P0, P1, ... (default: none)\n";
+	"\"seconds\":X} and exit 0 when every send succeeded.\n",
+	NULL, true, 1, "expects one URL",
+};
 
 static int cmd_swarm(int argc, char **argv)
 {
-	static const struct option own[] = {
-		{ "conns", required_argument, NULL, O_CONNS },
-		{ "count", required_argument, NULL, O_COUNT },
-		{ "qos", required_argument, NULL, O_QOS },
-		{ "msgtype", required_argument, NULL, O_MSGTYPE },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "device-prefix", required_argument, NULL, O_PREFIX },
-	};
-	struct option *table = options(own, RB_ARRAY_LEN(own), true);
 	struct common o;
 	struct swarm_st st = { 0 };
 	struct rb_conn_opts co;
-	long nconns = 10, count = 1, msgtype = 1, total;
-	int qos = 1, timeout_ms = 30000, ch;
+	long nconns = 10, count = 1, qos = 1, msgtype = 1, total;
+	int timeout_ms = 30000;
 	const char *prefix = NULL;
 	struct rb_conn **conns;
 	struct rb_ctx *ctx;
 	int64_t t0, end;
+	const struct opt own[] = {
+		{ OPT("conns", OPT_INT, &nconns, "N", "connections (default 10)"),
+		  .lo = 1, .hi = 1000000 },
+		{ OPT("count", OPT_INT, &count, "M", "messages per connection (default 1)"),
+		  .lo = 0, .hi = 1000000 },
+		{ OPT("qos", OPT_INT, &qos, "N", "0, 1 or 2 (default 1)"), .lo = 0, .hi = 2 },
+		{ OPT("msgtype", OPT_INT, &msgtype, "T", "(default 1)"), .lo = 0, .hi = 65535 },
+		{ OPT("timeout", OPT_SECS, &timeout_ms, "S", "per message (default 30)") },
+		{ OPT("device-prefix", OPT_STR, &prefix, "P",
+		      "device ids P0, P1, ... (default: none)") },
+		OPT_TOKEN(&o, NULL),
+		OPT_API(&o, NULL),
+	};
 
-	init_common(&o);
-	while ((ch = getopt_long(argc, argv, "hv", table, NULL)) != -1) {
-		if (common_opt(&o, ch, optarg))
-			continue;
-		switch (ch) {
-		case O_CONNS: nconns = parse_int(optarg, 1, 1000000, "--conns"); break;
-		case O_COUNT: count = parse_int(optarg, 0, 1000000, "--count"); break;
-		case O_QOS: qos = (int)parse_int(optarg, 0, 2, "--qos"); break;
-		case O_MSGTYPE: msgtype = parse_int(optarg, 0, 65535, "--msgtype"); break;
-		case O_TIMEOUT: timeout_ms = parse_secs_or_die(optarg, "--timeout"); break;
-		case O_PREFIX: prefix = optarg; break;
-		case 'h':
-			printf("%s%s", swarm_help, conn_help);
-			return EX_OK;
-		default:
-			usage_error("swarm", "unknown option");
-		}
-	}
-	if (argc - optind != 1)
-		usage_error("swarm", "expects one URL");
+	parse_opts(&swarm_cmd, own, RB_ARRAY_LEN(own), &o, argc, argv);
 	conns = calloc((size_t)nconns, sizeof(*conns));
 	if (!conns)
 		return EX_ERR;
@@ -855,8 +961,8 @@ static int cmd_swarm(int argc, char **argv)
 		for (long j = 0; j < count; j++) {
 			char payload[64];
 			int n = snprintf(payload, sizeof(payload), "%ld:%ld", i, j);
-			if (rb_send(conns[i], (uint16_t)msgtype, qos, payload, (size_t)n, 0, swarm_done,
-				    &st) != RB_OK)
+			if (rb_send(conns[i], (uint16_t)msgtype, (int)qos, payload, (size_t)n, 0,
+				    swarm_done, &st) != RB_OK)
 				st.other++, st.done++;
 		}
 	}
@@ -944,59 +1050,46 @@ static void need_token(const struct common *o, const char *cmd)
 		usage_error(cmd, "needs the security token: --token T or RAINBOW_TOKEN");
 }
 
-static const char rest_help[] =
-	"  --token T            security token for the v1 signature (default: $RAINBOW_TOKEN)\n"
+/* The REST commands' --token, and the end of their help. */
+static const char rest_token_help[] =
+	"security token for the v1 signature (default: $RAINBOW_TOKEN)";
+static const char rest_footer[] =
 	"The answer's JSON is printed on stdout; exit 0 when it says status 0.\n";
 
-static const char push_help[] =
+static const struct cmd push_cmd = {
+	"push",
 	"usage: rainbow-cli push API_URL TARGET DATA [options]\n"
-	"POST /send/ (signed): push DATA (or - for stdin) to the channel TARGET.\n"
-	"  --to KIND            TARGET is a channel (default), identity or device\n"
-	"  --qos N              0, 1 or 2 (default: the gateway's, 2)\n"
-	"  --msgtype T          0..65535 (default: the gateway's, 1)\n"
-	"  --timeout S          seconds the gateway waits for acknowledgements (default 10)\n";
+	"POST /send/ (signed): push DATA (or - for stdin) to the channel TARGET.\n",
+	rest_footer, false, 3, "expects API_URL TARGET DATA",
+};
 
 static int cmd_push(int argc, char **argv)
 {
-	static const struct option own[] = {
-		{ "to", required_argument, NULL, O_TO },
-		{ "qos", required_argument, NULL, O_QOS },
-		{ "msgtype", required_argument, NULL, O_MSGTYPE },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-	};
-	struct option *table = options(own, RB_ARRAY_LEN(own), false);
+	static const char *const kinds[] = { "channel", "identity", "device", NULL };
 	struct common o;
 	const char *to = "channel", *qos = NULL, *msgtype = NULL, *timeout = NULL;
 	char query[4096] = "";
 	struct rb_http_resp r;
 	char err[256];
-	int ch, rc, wait_ms = 10000;
+	int rc, wait_ms = 10000;
 	char *data;
 	size_t len;
+	const struct opt own[] = {
+		{ OPT("to", OPT_STR, &to, "KIND",
+		      "TARGET is a channel (default), identity or device"), .choices = kinds },
+		/* checked, then passed on as given */
+		{ OPT("qos", OPT_INT, NULL, "N", "0, 1 or 2 (default: the gateway's, 2)"),
+		  .lo = 0, .hi = 2, .raw = &qos },
+		{ OPT("msgtype", OPT_INT, NULL, "T", "0..65535 (default: the gateway's, 1)"),
+		  .lo = 0, .hi = 65535, .raw = &msgtype },
+		{ OPT("timeout", OPT_SECS, &wait_ms, "S",
+		      "seconds the gateway waits for acknowledgements (default 10)"),
+		  .raw = &timeout },
+		OPT_TOKEN(&o, rest_token_help),
+		OPT_API(&o, NULL),
+	};
 
-	init_common(&o);
-	while ((ch = getopt_long(argc, argv, "hv", table, NULL)) != -1) {
-		if (common_opt(&o, ch, optarg))
-			continue;
-		switch (ch) {
-		case O_TO:
-			if (strcmp(optarg, "channel") && strcmp(optarg, "identity") &&
-			    strcmp(optarg, "device"))
-				usage_error("push", "--to is channel, identity or device");
-			to = optarg;
-			break;
-		case O_QOS: parse_int(optarg, 0, 2, "--qos"); qos = optarg; break;
-		case O_MSGTYPE: parse_int(optarg, 0, 65535, "--msgtype"); msgtype = optarg; break;
-		case O_TIMEOUT: wait_ms = parse_secs_or_die(optarg, "--timeout"); timeout = optarg; break;
-		case 'h':
-			printf("%s%s", push_help, rest_help);
-			return EX_OK;
-		default:
-			usage_error("push", "unknown option");
-		}
-	}
-	if (argc - optind != 3)
-		usage_error("push", "expects API_URL TARGET DATA");
+	parse_opts(&push_cmd, own, RB_ARRAY_LEN(own), &o, argc, argv);
 	need_token(&o, "push");
 	rc = rbc_query_add(query, sizeof(query), to, argv[optind + 1]);
 	if (msgtype)
@@ -1015,41 +1108,35 @@ static int cmd_push(int argc, char **argv)
 	return rest_result(rc, &r, err);
 }
 
-static const char sub_help[] =
+static const struct cmd sub_cmd = {
+	"sub",
 	"usage: rainbow-cli sub API_URL IDENTITY CHANNEL [--occupy]\n"
 	"POST /sub/ (signed): put the connection IDENTITY in CHANNEL; --occupy first\n"
-	"removes every other member.\n";
-static const char unsub_help[] =
+	"removes every other member.\n",
+	rest_footer, false, 3, "expects API_URL IDENTITY CHANNEL",
+};
+static const struct cmd unsub_cmd = {
+	"unsub",
 	"usage: rainbow-cli unsub API_URL IDENTITY CHANNEL\n"
-	"POST /unsub/ (signed): take the connection IDENTITY out of CHANNEL.\n";
+	"POST /unsub/ (signed): take the connection IDENTITY out of CHANNEL.\n",
+	rest_footer, false, 3, "expects API_URL IDENTITY CHANNEL",
+};
 
 static int cmd_sub(int argc, char **argv, bool sub)
 {
-	static const struct option own[] = {
-		{ "occupy", no_argument, NULL, O_OCCUPY },
-	};
-	struct option *table = options(own, sub ? 1 : 0, false);
 	const char *name = sub ? "sub" : "unsub";
 	struct common o;
 	bool occupy = false;
 	json_t *body;
-	int ch;
+	const struct opt own[] = {
+		/* sub only: unsub's table starts after it */
+		{ OPT("occupy", OPT_FLAG, &occupy, NULL, NULL) },
+		OPT_TOKEN(&o, rest_token_help),
+		OPT_API(&o, NULL),
+	};
 
-	init_common(&o);
-	while ((ch = getopt_long(argc, argv, "hv", table, NULL)) != -1) {
-		if (common_opt(&o, ch, optarg))
-			continue;
-		switch (ch) {
-		case O_OCCUPY: occupy = true; break;
-		case 'h':
-			printf("%s%s", sub ? sub_help : unsub_help, rest_help);
-			return EX_OK;
-		default:
-			usage_error(name, "unknown option");
-		}
-	}
-	if (argc - optind != 3)
-		usage_error(name, "expects API_URL IDENTITY CHANNEL");
+	parse_opts(sub ? &sub_cmd : &unsub_cmd, own + !sub, RB_ARRAY_LEN(own) - !sub, &o, argc,
+		   argv);
 	need_token(&o, name);
 	body = json_pack("{s:s,s:s}", "identity", argv[optind + 1], "channel", argv[optind + 2]);
 	if (body && occupy)
@@ -1057,40 +1144,29 @@ static int cmd_sub(int argc, char **argv, bool sub)
 	return rest_json(argv[optind], sub ? "/sub/" : "/unsub/", body, o.token);
 }
 
-static const char kick_help[] =
+static const struct cmd kick_cmd = {
+	"kick",
 	"usage: rainbow-cli kick API_URL IDENTITY [--code N] [--reason R]\n"
 	"POST /kick/ (signed): close the connection IDENTITY (default code 4000,\n"
-	"reason \"kicked\"; code 1000 or 3000..4999).\n";
+	"reason \"kicked\"; code 1000 or 3000..4999).\n",
+	rest_footer, false, 2, "expects API_URL IDENTITY",
+};
 
 static int cmd_kick(int argc, char **argv)
 {
-	static const struct option own[] = {
-		{ "code", required_argument, NULL, O_CODE },
-		{ "reason", required_argument, NULL, O_REASON },
-	};
-	struct option *table = options(own, RB_ARRAY_LEN(own), false);
 	struct common o;
 	long code = -1;
 	const char *reason = NULL;
 	json_t *body;
-	int ch;
+	const struct opt own[] = {
+		/* in the usage line, not listed */
+		{ OPT("code", OPT_INT, &code, "N", NULL), .lo = 0, .hi = 65535 },
+		{ OPT("reason", OPT_STR, &reason, "R", NULL) },
+		OPT_TOKEN(&o, rest_token_help),
+		OPT_API(&o, NULL),
+	};
 
-	init_common(&o);
-	while ((ch = getopt_long(argc, argv, "hv", table, NULL)) != -1) {
-		if (common_opt(&o, ch, optarg))
-			continue;
-		switch (ch) {
-		case O_CODE: code = parse_int(optarg, 0, 65535, "--code"); break;
-		case O_REASON: reason = optarg; break;
-		case 'h':
-			printf("%s%s", kick_help, rest_help);
-			return EX_OK;
-		default:
-			usage_error("kick", "unknown option");
-		}
-	}
-	if (argc - optind != 2)
-		usage_error("kick", "expects API_URL IDENTITY");
+	parse_opts(&kick_cmd, own, RB_ARRAY_LEN(own), &o, argc, argv);
 	need_token(&o, "kick");
 	body = json_pack("{s:s}", "identity", argv[optind + 1]);
 	if (body && code >= 0)
@@ -1100,39 +1176,30 @@ static int cmd_kick(int argc, char **argv)
 	return rest_json(argv[optind], "/kick/", body, o.token);
 }
 
-static const char info_help[] =
+static const struct cmd info_cmd = {
+	"info",
 	"usage: rainbow-cli info API_URL [--token T] [--password P]\n"
 	"GET /serverinfo/?cluster=1: the node as JSON. Signed when a token is known\n"
-	"(serverinfo_auth = signature); --password for serverinfo_auth = password.\n";
+	"(serverinfo_auth = signature); --password for serverinfo_auth = password.\n",
+	NULL, false, 1, "expects API_URL",
+};
 
 static int cmd_info(int argc, char **argv)
 {
-	static const struct option own[] = {
-		{ "password", required_argument, NULL, O_PASSWORD },
-	};
-	struct option *table = options(own, RB_ARRAY_LEN(own), false);
 	struct common o;
 	const char *password = NULL;
 	char headers[600] = "", userpass[300], b64[420];
 	struct rb_http_resp r;
 	char err[256];
-	int ch, rc;
+	int rc;
+	const struct opt own[] = {
+		/* in the usage line, not listed */
+		{ OPT("password", OPT_STR, &password, "P", NULL) },
+		OPT_TOKEN(&o, NULL),
+		OPT_API(&o, NULL),
+	};
 
-	init_common(&o);
-	while ((ch = getopt_long(argc, argv, "hv", table, NULL)) != -1) {
-		if (common_opt(&o, ch, optarg))
-			continue;
-		switch (ch) {
-		case O_PASSWORD: password = optarg; break;
-		case 'h':
-			printf("%s", info_help);
-			return EX_OK;
-		default:
-			usage_error("info", "unknown option");
-		}
-	}
-	if (argc - optind != 1)
-		usage_error("info", "expects API_URL");
+	parse_opts(&info_cmd, own, RB_ARRAY_LEN(own), &o, argc, argv);
 	if (password) {
 		int n = snprintf(userpass, sizeof(userpass), "rainbow:%s", password);
 		if (n >= (int)sizeof(userpass) ||
