@@ -36,7 +36,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS    += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -I. $(PKG_CFLAGS)
 LDFLAGS   += $(SANFLAGS)
-LDLIBS    += $(PKG_LIBS) -lpthread -lm
+LDLIBS    += $(PKG_LIBS) -lev -lpthread -lm
 
 ifeq ($(V),1)
 Q :=

@@ -58,6 +58,7 @@ static const struct opt opts[] = {
 	O(max_message_size, T_BYTES, "64k", 8, 1 << 30),
 	O(max_connections, T_INT, "10000", 1, 10000000),
 	O(edge_threads, T_INT, "0", 0, 64),
+	O(edge_event_loop, T_STR, "epoll", 0, 0),
 	O(send_queue_bytes, T_BYTES, "1m", 1024, 1 << 30),
 	O(send_queue_hard_bytes, T_BYTES, "4m", 1024, 1 << 30),
 	O(max_inflight_messages, T_INT, "1000", 1, 65535),
@@ -161,6 +162,7 @@ static int set_value(struct conf *c, const struct opt *o, const char *val,
 			{ "api_signature", { "v1", "v2", "both", NULL } },
 			{ "rest_status_codes", { "compat", "strict", NULL, NULL } },
 			{ "serverinfo_auth", { "none", "signature", "password", NULL } },
+			{ "edge_event_loop", { "epoll", "poll", NULL, NULL } },
 		};
 		for (size_t e = 0; e < RB_ARRAY_LEN(enums); e++) {
 			if (strcmp(o->name, enums[e].opt) != 0)

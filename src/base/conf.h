@@ -44,6 +44,7 @@ struct conf {
 	size_t max_message_size;
 	int max_connections;
 	int edge_threads;          /* 0 = one per CPU (edge_pool) */
+	char *edge_event_loop;     /* epoll (libev under lws) | poll (lws' own) */
 	size_t send_queue_bytes;
 	size_t send_queue_hard_bytes;
 	int max_inflight_messages;

@@ -33,6 +33,7 @@
 	X(M_CLOSE_HOOKS, "rainbow_close_hooks_total", "Close hooks sent") \
 	X(M_PUSHES, "rainbow_pushes_total", "Accepted /send/ calls") \
 	X(M_WRITE_BATCHED, "rainbow_frames_batched_total", "Messages written to a connection together with others in one system call (several queued for it)") \
+	X(M_HEARTBEAT_TIMEOUTS, "rainbow_heartbeat_timeouts_total", "Connections closed for not answering a ping within heartbeat_timeout") \
 	X(M_CONN_STALLED, "rainbow_connections_stalled_total", "Times a connection's send queue did not move for 1 s (its client does not read) and was left out of the push backlog") \
 	X(M_PUSHES_BUSY, "rainbow_pushes_refused_busy_total", "/send/ calls refused because more than push_backlog copies were waiting for the edge thread (answered busy, retry_after)") \
 	X(M_REST_ERRORS, "rainbow_rest_errors_total", "REST calls answered with an error status") \

@@ -8,7 +8,6 @@
 
 #include "protocol/rb.h"
 #include "src/base/log.h"
-#include "src/edge/pool.h"
 #include "src/edge/seam.h"
 #include "src/http/httpd.h"
 #include "storage/qos_store.h"
@@ -30,7 +29,8 @@ struct held_call {
 
 struct commit {
 	struct qos_store *store;
-	struct edge_pool *edges;
+	commit_edge_fn to_edge;
+	void *edge_arg;
 	struct event *ev;          /* the COMMIT, at the lowest priority */
 	bool open;
 	unsigned ops;              /* writes in the open batch */
@@ -62,12 +62,12 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 	commit_now(arg);
 }
 
-struct commit *commit_new(struct event_base *base, struct edge_pool *edges)
+struct commit *commit_new(struct event_base *base, commit_edge_fn to_edge, void *arg)
 {
 	struct commit *cm = calloc(1, sizeof(*cm));
 	if (!cm)
 		return NULL;
-	cm->edges = edges;
+	commit_set_edge(cm, to_edge, arg);
 	cm->crash_at = crash_point_from_env();
 	cm->ev = event_new(base, -1, 0, on_commit, cm);
 	if (!cm->ev || event_priority_set(cm->ev, 2) != 0) {
@@ -82,9 +82,10 @@ void commit_set_store(struct commit *cm, struct qos_store *store)
 	cm->store = store;
 }
 
-void commit_set_edge(struct commit *cm, struct edge_pool *edges)
+void commit_set_edge(struct commit *cm, commit_edge_fn to_edge, void *arg)
 {
-	cm->edges = edges;
+	cm->to_edge = to_edge;
+	cm->edge_arg = arg;
 }
 
 /* Acknowledgements (anything a client reads as a promise) are packets;
@@ -100,8 +101,8 @@ static void release(struct commit *cm, bool committed)
 	cm->edge_head = cm->edge_tail = NULL;
 	for (; m; m = mn) {
 		mn = m->next;
-		if ((committed || !acknowledges(m)) && cm->edges)
-			edge_pool_push(cm->edges, m);
+		if ((committed || !acknowledges(m)) && cm->to_edge)
+			cm->to_edge(cm->edge_arg, m);
 		else
 			xq_msg_free(m);
 	}
@@ -193,7 +194,7 @@ void commit_mark(struct commit *cm, unsigned mark)
 void commit_push_edge(struct commit *cm, struct xq_msg *m)
 {
 	if (!cm->open) {
-		edge_pool_push(cm->edges, m);
+		cm->to_edge(cm->edge_arg, m);
 		return;
 	}
 	m->next = NULL;

@@ -43,7 +43,7 @@ struct xq;
 struct xq_msg;
 struct httpd_req;
 struct commit;
-struct edge_pool;
+struct xq_msg;
 
 #define COMMIT_MAX_OPS 4096
 
@@ -52,12 +52,14 @@ enum { BATCH_PUSH = 1, BATCH_ACK = 2, BATCH_REC = 4 };
 
 /* store: the durable store whose begin/commit/rollback the batch drives
  * (may be set later with commit_set_store; NULL means nothing is durable and
- * commit_batch does nothing). edges: where edge messages go (may be set
- * later with commit_set_edge). NULL on failure. The base must have 3
- * priorities (the commit runs at 2). */
-struct commit *commit_new(struct event_base *base, struct edge_pool *edges);
+ * commit_batch does nothing). to_edge(arg, m): where edge messages go,
+ * taking m (may be set later with commit_set_edge; the core's routes them
+ * to the edge threads, src/edge/pool.h). NULL on failure. The base must
+ * have 3 priorities (the commit runs at 2). */
+typedef void (*commit_edge_fn)(void *arg, struct xq_msg *m);
+struct commit *commit_new(struct event_base *base, commit_edge_fn to_edge, void *arg);
 void commit_set_store(struct commit *cm, struct qos_store *store);
-void commit_set_edge(struct commit *cm, struct edge_pool *edges);
+void commit_set_edge(struct commit *cm, commit_edge_fn to_edge, void *arg);
 /* Commits an open batch (and releases what it holds); NULL-tolerant. */
 void commit_free(struct commit *cm);
 

@@ -112,6 +112,12 @@ struct qos_store *conn_store_w(struct core *c, const struct conn *cn)
 	return conn_store(c, cn);
 }
 
+/* The commit's way to the edge threads. */
+static void to_edges(void *pool, struct xq_msg *m)
+{
+	edge_pool_push(pool, m);
+}
+
 void core_push_edge(struct core *c, struct xq_msg *m)
 {
 	CORE_THREAD(c);
@@ -689,7 +695,7 @@ struct core *core_new(struct conf *conf, const struct core_app *app)
 	c->retry_tv = event_base_init_common_timeout(c->base, &rtv);
 	if (!c->retry_tv)
 		goto fail;
-	c->commit = commit_new(c->base, NULL);
+	c->commit = commit_new(c->base, NULL, NULL);
 	if (!c->commit)
 		goto fail;
 	char err[512];
@@ -757,6 +763,8 @@ struct core *core_new(struct conf *conf, const struct core_app *app)
 		.send_queue_hard_bytes = conf->send_queue_hard_bytes,
 		.heartbeat = (int)conf->heartbeat,
 		.heartbeat_timeout = (int)conf->heartbeat_timeout,
+		.event_loop = strcmp(conf->edge_event_loop, "poll") == 0 ? EDGE_LOOP_POLL
+								   : EDGE_LOOP_EPOLL,
 	};
 	unsigned n = (unsigned)conf->edge_threads;
 	if (!n) {
@@ -766,7 +774,7 @@ struct core *core_new(struct conf *conf, const struct core_app *app)
 	c->edges = edge_pool_new(&eo, n, c->inbox);
 	if (!c->edges)
 		goto fail;
-	commit_set_edge(c->commit, c->edges);
+	commit_set_edge(c->commit, to_edges, c->edges);
 	return c;
 fail:
 	log_error("core: start-up failed");

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include "protocol/rb.h"
@@ -44,9 +45,9 @@ _Static_assert(LWS_PRE <= RBUF_HEADROOM, "rbuf headroom must cover LWS_PRE");
 #define RX_CHUNK 1024
 /* A connection whose queue has not moved for this long (its client does
  * not read) stops counting in the push backlog: one stuck client must not
- * hold back every publisher. Checked every STALL_CHECK_USECS. */
+ * hold back every publisher. Checked by sweep(), as the heartbeat. */
 #define STALL_USECS (1000 * LWS_US_PER_MS)
-#define STALL_CHECK_USECS (250 * LWS_US_PER_MS)
+#define SWEEP_USECS (250 * LWS_US_PER_MS)
 /* Per-connection log lines: at most this many per interval (log.h). */
 #define CONN_LOG_BURST 5
 #define CONN_LOG_INTERVAL_MS 10000
@@ -85,7 +86,13 @@ struct econn {
 	uint16_t peer_code;
 	uint32_t dropped;  /* QoS 0 pushes dropped (slow consumer) */
 	bool stalled;      /* nothing written for STALL_USECS: its queue is
-	                    * out of the push backlog (check_stalls) */
+	                    * out of the push backlog (sweep) */
+	bool want_write;   /* lws_callback_on_writable asked, not yet called */
+	bool dirty;        /* on the edge's dirty list (flush_dirty) */
+	struct econn *dirty_next;
+	bool ping_due;     /* heartbeat: write a ping when writeable */
+	bool ping_sent;    /* heartbeat: a ping is waiting for its pong */
+	lws_usec_t valid_at; /* established, or the last pong */
 	lws_usec_t progress; /* last write, or when its queue became non-empty */
 	char close_reason[124]; /* a close frame holds at most 123 reason bytes */
 };
@@ -96,14 +103,19 @@ struct edge {
 	bool live;                /* callbacks act: set once edge_new is done,
 	                           * cleared before lws_context_destroy */
 	struct lws_context *ctx;
+	struct ev_loop *loop;     /* libev (epoll) under lws, or NULL: lws' own
+	                           * poll(2) loop (opts.event_loop) */
+	void *foreign[1];         /* lws' foreign_loops: { loop } */
 	struct lws_vhost *door;   /* no listener: adopts sockets from the core */
 	struct lws_vhost *tls;    /* lws-owned wss:// listener, or NULL */
-	lws_retry_bo_t retry;     /* heartbeat policy */
+	lws_retry_bo_t retry;     /* all zero: lws' own heartbeat off (sweep) */
+	lws_usec_t ping_after, hangup_after; /* heartbeat, 0 = off */
 	struct xq *inbox;         /* core -> edge */
 	struct xq *to_core;       /* edge -> core */
 	struct idmap conns;       /* id -> struct econn */
 	uint8_t wbuf[LWS_PRE + WRITE_BATCH]; /* batch_frames() */
-	lws_sorted_usec_list_t stall_timer; /* check_stalls() */
+	lws_sorted_usec_list_t sweep_timer; /* sweep() */
+	struct econn *dirty;      /* got messages in this drain (flush_dirty) */
 	unsigned send_delay_ms;   /* test fault injection: RAINBOW_TEST_SEND_DELAY_MS */
 	pthread_t thread;
 	struct thread_owner owner; /* the main thread, the edge thread while it
@@ -195,6 +207,15 @@ static struct econn *econn_new(uint64_t id)
 	return ec;
 }
 
+/* Ask lws for a writeable callback (once: until it comes). */
+static void want_write(struct econn *ec)
+{
+	if (!ec->want_write) {
+		ec->want_write = true;
+		lws_callback_on_writable(ec->wsi);
+	}
+}
+
 /* Drops every queued copy; they leave the push backlog (xq_settle). */
 static void queue_clear(struct edge *e, struct econn *ec)
 {
@@ -233,7 +254,7 @@ static void start_close(struct edge *e, struct econn *ec, uint16_t code, const c
 	/* Flush, then close with a close frame; a peer that stops reading
 	 * meanwhile still goes within CLOSE_FLUSH_SECS. */
 	lws_set_timeout(ec->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_FLUSH_SECS);
-	lws_callback_on_writable(ec->wsi);
+	want_write(ec);
 }
 
 static void maybe_done(struct edge *e)
@@ -298,8 +319,11 @@ static void do_send(struct edge *e, struct xq_msg *m)
 		}
 		ec->out_tail = it;
 		ec->out_bytes += m->buf->len;
-		if (ec->established)
-			lws_callback_on_writable(ec->wsi);
+		if (ec->established && !ec->dirty) {
+			ec->dirty = true;
+			ec->dirty_next = e->dirty;
+			e->dirty = ec;
+		}
 	}
 	if (gone)
 		xq_settle(e->inbox, gone);
@@ -337,6 +361,8 @@ static void do_adopt(struct edge *e, struct xq_msg *m)
 	}
 	lws_set_opaque_user_data(ec->wsi, ec);
 }
+
+static void flush_dirty(struct edge *e);
 
 static void drain_inbox(struct edge *e)
 {
@@ -378,6 +404,7 @@ static void drain_inbox(struct edge *e)
 		}
 		xq_msg_free(m);
 	}
+	flush_dirty(e);
 }
 
 /* Headers for the connect hook of a TLS connection (the plain port parses
@@ -461,13 +488,14 @@ static int on_established(struct edge *e, struct lws *wsi)
 		lws_rx_flow_control(wsi, 0);
 	}
 	ec->established = true;
+	ec->valid_at = lws_now_usecs();
 	ec->v2 = strcmp(lws_get_protocol(wsi)->name, "rainbow.v2") == 0;
 	to_core(e, XQ_OPENED, ec->id, (uint8_t)((ec->v2 ? XQF_V2 : 0) | (ec->tls ? XQF_TLS : 0)),
 		NULL, hdrs);
 	if (e->stopping)
 		start_close(e, ec, 1001, "going away", false);
 	else if (ec->closing || ec->out_head)
-		lws_callback_on_writable(wsi);
+		want_write(ec);
 	return 0;
 }
 
@@ -480,6 +508,8 @@ static int on_receive(struct edge *e, struct econn *ec, struct lws *wsi,
 
 	if (ec->closing)
 		return 0;
+	ec->valid_at = lws_now_usecs(); /* a sign of life, as a pong is */
+	ec->ping_sent = false;
 	if (first) {
 		ec->rx_len = 0;
 		memset(&ec->utf8, 0, sizeof(ec->utf8));
@@ -642,30 +672,26 @@ static size_t batch_frames(struct edge *e, struct econn *ec, size_t *copies, siz
 	return (size_t)(p - (e->wbuf + LWS_PRE));
 }
 
-static int on_writeable(struct edge *e, struct econn *ec, struct lws *wsi)
+/* Writes what fits in one system call from the head of ec's queue (a
+ * batch of frames, or one long message in place). -1 if the socket failed
+ * (lws closes it once the caller returns -1 or the timeout fires). */
+static int write_queue(struct edge *e, struct econn *ec)
 {
-	struct oitem *it = ec->close_now ? NULL : ec->out_head;
+	struct oitem *it = ec->out_head;
+	int n;
+	size_t len;
 
-	if (it) {
-		ec->progress = lws_now_usecs();
-		ec->stalled = false;
-	}
-	if (it && !EDGE_IN_PLACE(it->buf->len)) {
-		size_t copies, batched, len = batch_frames(e, ec, &copies, &batched);
-		if (len) {
-			int n = lws_write(wsi, e->wbuf + LWS_PRE, len, LWS_WRITE_HTTP);
-			if (copies)
-				xq_settle(e->inbox, copies);
-			if (batched > 1)
-				metric_add(M_WRITE_BATCHED, batched);
-			if (n < (int)len)
-				return -1;
-			if (ec->out_head || ec->closing)
-				lws_callback_on_writable(wsi);
-			return 0;
-		}
-	}
-	if (it) {
+	ec->progress = lws_now_usecs();
+	ec->stalled = false;
+	if (!EDGE_IN_PLACE(it->buf->len)) {
+		size_t copies, batched;
+		len = batch_frames(e, ec, &copies, &batched);
+		n = lws_write(ec->wsi, e->wbuf + LWS_PRE, len, LWS_WRITE_HTTP);
+		if (copies)
+			xq_settle(e->inbox, copies);
+		if (batched > 1)
+			metric_add(M_WRITE_BATCHED, batched);
+	} else {
 		queue_pop(ec);
 		/* A long message (EDGE_IN_PLACE): only this thread touches its
 		 * buffer once the core let go (pool.c gives each edge its own),
@@ -674,16 +700,35 @@ static int on_writeable(struct edge *e, struct econn *ec, struct lws *wsi)
 		 * at a time and lws copies any unsent remainder. */
 		if (it->patch)
 			patch_send(it->buf->data, it);
-		int n = lws_write(wsi, it->buf->data, it->buf->len, LWS_WRITE_BINARY);
-		size_t len = it->buf->len;
+		len = it->buf->len;
+		n = lws_write(ec->wsi, it->buf->data, len, LWS_WRITE_BINARY);
 		if (it->counted)
 			xq_settle(e->inbox, 1);
 		rbuf_unref(it->buf);
 		free(it);
-		if (n < (int)len)
+	}
+	return n < (int)len ? -1 : 0;
+}
+
+static int on_writeable(struct edge *e, struct econn *ec, struct lws *wsi)
+{
+	ec->want_write = false;
+	if (ec->ping_due && !ec->close_now) {
+		ec->ping_due = false;
+		ec->ping_sent = true;
+		/* Not empty: lws 4.1 hands an empty pong to no callback. */
+		memcpy(e->wbuf + LWS_PRE, "rbhb", 4);
+		if (lws_write(wsi, e->wbuf + LWS_PRE, 4, LWS_WRITE_PING) < 4)
 			return -1;
 		if (ec->out_head || ec->closing)
-			lws_callback_on_writable(wsi);
+			want_write(ec);
+		return 0;
+	}
+	if (ec->out_head && !ec->close_now) {
+		if (write_queue(e, ec) < 0)
+			return -1;
+		if (ec->out_head || ec->closing)
+			want_write(ec);
 		return 0;
 	}
 	if (ec->closing) {
@@ -695,15 +740,84 @@ static int on_writeable(struct edge *e, struct econn *ec, struct lws *wsi)
 }
 
 /*
- * Every STALL_CHECK_USECS: a connection whose queue has not moved for
- * STALL_USECS leaves the push backlog (its queued copies are settled,
- * later ones are not counted) until it writes again. Its copies are still
- * sent if it recovers; send_queue_bytes and heartbeat_timeout deal with it
- * if it does not.
+ * After a drain of the inbox: the connections that got messages write
+ * them now, without waiting for poll/epoll to report them writeable (and
+ * without two changes of their POLLOUT interest per message), unless lws
+ * still holds unsent output of theirs (lws_partial_buffered: they wait for
+ * their writeable callback then, and their queue, bounded by
+ * send_queue_bytes, keeps what comes meanwhile). So lws never holds more
+ * than one write (a batch) of a connection that does not read.
  */
-static void check_stalls(lws_sorted_usec_list_t *sul)
+static void flush_dirty(struct edge *e)
 {
-	struct edge *e = lws_container_of(sul, struct edge, stall_timer);
+	struct econn *ec = e->dirty;
+
+	e->dirty = NULL;
+	while (ec) {
+		struct econn *next = ec->dirty_next;
+		ec->dirty = false;
+		ec->dirty_next = NULL;
+		if (ec->out_head && !ec->closing && !ec->want_write) {
+			if (lws_partial_buffered(ec->wsi))
+				want_write(ec);
+			else if (write_queue(e, ec) < 0)
+				start_close(e, ec, 1006, "write failed", true);
+			else if (ec->out_head)
+				want_write(ec);
+		}
+		ec = next;
+	}
+}
+
+/* A connection whose queue has not moved for STALL_USECS leaves the push
+ * backlog (its queued copies are settled, later ones are not counted)
+ * until it writes again. Its copies are still sent if it recovers;
+ * send_queue_bytes and the heartbeat deal with it if it does not. Returns
+ * the copies settled. */
+static size_t check_stall(struct econn *ec, lws_usec_t now)
+{
+	size_t n = 0;
+
+	if (!ec->out_head || ec->stalled || now - ec->progress < STALL_USECS)
+		return 0;
+	ec->stalled = true;
+	for (struct oitem *it = ec->out_head; it; it = it->next) {
+		n += it->counted;
+		it->counted = false;
+	}
+	metric_inc(M_CONN_STALLED);
+	log_limited(&ec->log, LOG_INFO, "conn %llu: %zu bytes queued and none written for "
+		    "%d ms: left out of the push backlog", (unsigned long long)ec->id,
+		    ec->out_bytes, (int)(STALL_USECS / LWS_US_PER_MS));
+	return n;
+}
+
+/* The heartbeat (RFC 6455 ping/pong): a ping once `heartbeat` seconds have
+ * passed since the connection opened or last showed a sign of life (a pong
+ * or any message); hung up when `heartbeat_timeout` more pass without one. lws 4.1 can do this
+ * itself, but keeps every connection's timer in one sorted list: each pong
+ * walked the whole list, which at 19,000 connections pinged every 2 s
+ * took a whole core. */
+static void heartbeat(struct edge *e, struct econn *ec, lws_usec_t now)
+{
+	if (!e->ping_after || !ec->established || ec->closing)
+		return;
+	if (now - ec->valid_at >= e->hangup_after) {
+		metric_inc(M_HEARTBEAT_TIMEOUTS);
+		log_limited(&ec->log, LOG_INFO, "conn %llu: no pong within heartbeat_timeout, "
+			    "closing", (unsigned long long)ec->id);
+		start_close(e, ec, 1001, "heartbeat timeout", true);
+	} else if (now - ec->valid_at >= e->ping_after && !ec->ping_sent && !ec->ping_due) {
+		ec->ping_due = true;
+		want_write(ec);
+	}
+}
+
+/* Every SWEEP_USECS, over every connection of this edge: stalls and the
+ * heartbeat. O(connections) a sweep, O(1) a connection. */
+static void sweep(lws_sorted_usec_list_t *sul)
+{
+	struct edge *e = lws_container_of(sul, struct edge, sweep_timer);
 	lws_usec_t now = lws_now_usecs();
 	size_t i = 0, n = 0;
 	uint64_t id;
@@ -711,22 +825,12 @@ static void check_stalls(lws_sorted_usec_list_t *sul)
 
 	ASSERT_EDGE(e);
 	while (idmap_next(&e->conns, &i, &id, &val)) {
-		struct econn *ec = val;
-		if (!ec->out_head || ec->stalled || now - ec->progress < STALL_USECS)
-			continue;
-		ec->stalled = true;
-		for (struct oitem *it = ec->out_head; it; it = it->next) {
-			n += it->counted;
-			it->counted = false;
-		}
-		metric_inc(M_CONN_STALLED);
-		log_limited(&ec->log, LOG_INFO, "conn %llu: %zu bytes queued and none written for "
-			    "%d ms: left out of the push backlog", (unsigned long long)ec->id,
-			    ec->out_bytes, (int)(STALL_USECS / LWS_US_PER_MS));
+		n += check_stall(val, now);
+		heartbeat(e, val, now);
 	}
 	if (n)
 		xq_settle(e->inbox, n);
-	lws_sul_schedule(e->ctx, 0, &e->stall_timer, check_stalls, STALL_CHECK_USECS);
+	lws_sul_schedule(e->ctx, 0, &e->sweep_timer, sweep, SWEEP_USECS);
 }
 
 static void on_destroy(struct edge *e, struct lws *wsi)
@@ -737,6 +841,11 @@ static void on_destroy(struct edge *e, struct lws *wsi)
 		return;
 	lws_set_opaque_user_data(wsi, NULL);
 	idmap_del(&e->conns, ec->id);
+	for (struct econn **p = &e->dirty; ec->dirty && *p; p = &(*p)->dirty_next)
+		if (*p == ec) {
+			*p = ec->dirty_next;
+			break;
+		}
 	if (ec->dropped)
 		log_limited(&ec->log, LOG_INFO, "conn %llu: %u QoS 0 pushes were dropped (slow consumer)",
 			    (unsigned long long)ec->id, ec->dropped);
@@ -791,6 +900,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		ec = lws_get_opaque_user_data(wsi);
 		return ec ? on_writeable(e, ec, wsi) : 0;
+	case LWS_CALLBACK_RECEIVE_PONG:
+		ec = lws_get_opaque_user_data(wsi);
+		if (ec) {
+			ec->valid_at = lws_now_usecs();
+			ec->ping_sent = false;
+		}
+		return 0;
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		return on_peer_close(lws_get_opaque_user_data(wsi), wsi, in, len);
 	case LWS_CALLBACK_HTTP:
@@ -849,16 +965,27 @@ struct edge *edge_new(const struct edge_opts *opts, unsigned index, unsigned cou
 	if (!e->inbox)
 		goto fail;
 	if (opts->heartbeat > 0) {
-		e->retry.secs_since_valid_ping = (uint16_t)opts->heartbeat;
-		e->retry.secs_since_valid_hangup =
-			(uint16_t)(opts->heartbeat + opts->heartbeat_timeout);
-	} else {
-		e->retry.secs_since_valid_ping = 0xffff;
-		e->retry.secs_since_valid_hangup = 0xffff;
+		e->ping_after = (lws_usec_t)opts->heartbeat * LWS_US_PER_SEC;
+		e->hangup_after = e->ping_after +
+				  (lws_usec_t)opts->heartbeat_timeout * LWS_US_PER_SEC;
 	}
 
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	if (opts->event_loop == EDGE_LOOP_EPOLL) {
+		/* lws 4.1's own loop calls poll(2) over every socket at each
+		 * wakeup: O(connections) per event. Under libev each socket is
+		 * its own epoll watcher. The loop is ours (foreign to lws): the
+		 * thread runs it, so it can stop between two passes. */
+		e->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+		if (!e->loop) {
+			log_error("edge: cannot create an epoll loop (libev)");
+			goto fail;
+		}
+		e->foreign[0] = e->loop;
+		info.foreign_loops = e->foreign;
+		info.options |= LWS_SERVER_OPTION_LIBEV;
+	}
 	if (e->opts.tls_port)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.timeout_secs = 10;
@@ -914,9 +1041,13 @@ static void *edge_main(void *arg)
 	struct edge *e = arg;
 	/* Ordered with the main thread's checks by pthread_create/join. */
 	thread_owner_set(&e->owner);
-	lws_sul_schedule(e->ctx, 0, &e->stall_timer, check_stalls, STALL_CHECK_USECS);
-	while (!e->exit_flag && lws_service(e->ctx, 0) >= 0)
-		;
+	lws_sul_schedule(e->ctx, 0, &e->sweep_timer, sweep, SWEEP_USECS);
+	if (e->loop)
+		while (!e->exit_flag)
+			ev_run(e->loop, EVRUN_ONCE);
+	else
+		while (!e->exit_flag && lws_service(e->ctx, 0) >= 0)
+			;
 	return NULL;
 }
 
@@ -949,6 +1080,8 @@ void edge_free(struct edge *e)
 	e->live = false;
 	if (e->ctx)
 		lws_context_destroy(e->ctx);
+	if (e->loop)
+		ev_loop_destroy(e->loop);
 	size_t i = 0;
 	uint64_t id;
 	void *val;

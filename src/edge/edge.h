@@ -29,7 +29,10 @@ struct edge_opts {
 	size_t send_queue_hard_bytes; /* past it the connection closes with 1008 */
 	int heartbeat;           /* seconds between pings, 0 = off */
 	int heartbeat_timeout;   /* extra seconds before hang-up */
+	int event_loop;          /* EDGE_LOOP_* */
 };
+
+enum { EDGE_LOOP_EPOLL, EDGE_LOOP_POLL };
 
 /*
  * Messages that wait for one connection go out together, their frames built

@@ -37,6 +37,12 @@ static void ring(void *arg)
 	((struct fx *)arg)->rings++;
 }
 
+/* The commit's edge sink: straight into the fixture's queue. */
+static void to_queue(void *q, struct xq_msg *m)
+{
+	xq_push(q, m);
+}
+
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -50,7 +56,7 @@ static int setup(void **state)
 	assert_non_null(f->db);
 	f->store = qos_sqlite_new(f->db);
 	f->q = xq_new(ring, f);
-	f->cm = commit_new(f->base, f->q);
+	f->cm = commit_new(f->base, to_queue, f->q);
 	assert_non_null(f->cm);
 	commit_set_store(f->cm, f->store);
 	*state = f;

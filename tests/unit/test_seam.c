@@ -365,9 +365,16 @@ static void test_adopt_fd_across_threads(void **state)
 
 static void test_conn_ids_unique(void **state)
 {
-	uint64_t a = conn_id_next(), b = conn_id_next();
+	uint64_t a = conn_id_next(0, 1), b = conn_id_next(0, 1);
 	assert_true(a >= 1);
 	assert_true(b > a);
+	/* An id names its edge: id % nedges. */
+	for (unsigned k = 0; k < 3; k++) {
+		uint64_t x = conn_id_next(k, 3), y = conn_id_next(k, 3);
+		assert_true(x != 0 && y > x);
+		assert_int_equal(x % 3, k);
+		assert_int_equal(y % 3, k);
+	}
 }
 
 static void test_idmap(void **state)
