@@ -1314,6 +1314,59 @@ static void test_upstream(void **state)
 	db_close(db);
 }
 
+/* db_up_list: a device's upstream rows in msgid order, FORWARDING with ""
+ * and REPLIED with its reply (also an empty one), nothing of another
+ * device. */
+struct up_seen {
+	int n;
+	uint16_t msgid[8];
+	int state[8];
+	char reply[8][16];
+	size_t len[8];
+};
+
+static void collect_up(const struct db_up *u, void *arg)
+{
+	struct up_seen *s = arg;
+	assert_true(s->n < 8);
+	assert_non_null(u->reply);
+	assert_true(u->len < sizeof(s->reply[0]));
+	s->msgid[s->n] = u->msgid;
+	s->state[s->n] = u->state;
+	memcpy(s->reply[s->n], u->reply, u->len);
+	s->len[s->n] = u->len;
+	s->n++;
+}
+
+static void test_upstream_list(void **state)
+{
+	struct fx *f = *state;
+	struct db *db = open_ok(f, DB_NORMAL);
+	struct up_seen s = { 0 };
+
+	assert_int_equal(db_up_list(db, "d", collect_up, &s), RB_OK);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(db_up_begin(db, "d", 9), RB_OK);
+	assert_int_equal(db_up_reply(db, "d", 9, "nine", 4), RB_OK);
+	assert_int_equal(db_up_begin(db, "d", 2), RB_OK); /* FORWARDING */
+	assert_int_equal(db_up_begin(db, "d", 700), RB_OK);
+	assert_int_equal(db_up_reply(db, "d", 700, NULL, 0), RB_OK);
+	assert_int_equal(db_up_begin(db, "other", 5), RB_OK);
+	assert_int_equal(db_up_list(db, "d", collect_up, &s), RB_OK);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(s.msgid[0], 2);
+	assert_int_equal(s.state[0], 1);
+	assert_int_equal(s.len[0], 0);
+	assert_int_equal(s.msgid[1], 9);
+	assert_int_equal(s.state[1], 2);
+	assert_int_equal(s.len[1], 4);
+	assert_memory_equal(s.reply[1], "nine", 4);
+	assert_int_equal(s.msgid[2], 700);
+	assert_int_equal(s.state[2], 2);
+	assert_int_equal(s.len[2], 0);
+	db_close(db);
+}
+
 /* ---- batches ---- */
 
 static void test_batch(void **state)
@@ -1855,6 +1908,7 @@ int main(int argc, char **argv)
 		T(test_usage_counters),
 		T(test_migrate_v1),
 		T(test_upstream),
+		T(test_upstream_list),
 		T(test_batch),
 		T(test_close_in_batch),
 		T(test_crash_exit),
