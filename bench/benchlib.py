@@ -1,11 +1,15 @@
-"""Pieces shared by the benchmark scripts bench/durable.py and bench/faulty_route.py.
+"""Pieces shared by the benchmark scripts (bench/durable.py, faulty_route.py,
+cluster_fanout.py, rpc.py, fanout.py, idle.py, ...).
 
 Python 3 standard library only.  Not run by itself: the scripts are run as
 bench/<script>.py, so this directory is sys.path[0] and `import benchlib` finds
 this file.  Holds the gateway process with a generated config (start, stop,
 GET /metrics, log), a minimal asyncio rainbow.v2 WebSocket client, the v1 API
-signature, CPU accounting from /proc and percentiles.
+signature, CPU accounting from /proc and percentiles, and the frame of the
+side-by-side scenarios (SideBySide: options, checks, rounds alternating the
+gateway and its peer, medians, the report's table, results file, RESULT line).
 """
+import argparse
 import asyncio
 import base64
 import hashlib
@@ -13,9 +17,11 @@ import json
 import os
 import resource
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -458,3 +464,193 @@ class WsClient(asyncio.Protocol):
         self.closing = True
         if self.transport is not None:
             self.transport.abort()
+
+
+# ------------------------------------------------------------------ side-by-side scenarios
+
+class SideBySide:
+    """The frame of a side-by-side scenario (bench/rpc.py, fanout.py, idle.py):
+    the gateway and one peer doing the same job, --rounds rounds (3; 1 with
+    BENCH_QUICK=1), each running every --targets once, in their order in odd
+    rounds and reversed in even ones; medians of the rounds.  The script keeps
+    what is its own: its options, how to run and show one target, its table's
+    rows, BENCH lines, summary rows and RESULT values.
+
+        sc = SideBySide("rpc", "pushpin", __doc__)
+        sc.ap.add_argument(...)                     # the script's own options
+        a = sc.parse()                              # + --rounds --targets --bin
+        if not sc.start(header_line, peers.PACKAGES["pushpin"]):
+            return 2
+        sc.run({"gateway": run_gateway, "pushpin": run_pushpin}, show)
+        sc.begin_report(); sc.head(...); sc.table(...); bench_line(...)
+        return sc.finish(ok, summary, ["k=v", ...])
+
+    Everything it prints goes through peers.log, so that the report (from
+    begin_report on) is captured into build/bench/results/<name>.json."""
+
+    def __init__(self, name, peer, doc):
+        import peers
+        self.peers = peers
+        self.name = name
+        self.peer = peer
+        self.quick = os.environ.get("BENCH_QUICK") == "1"
+        self.ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+        self.a = None
+        self.targets = []
+        self.cases = [None]
+        self.lg = None
+        self.res = {}          # target, or (target, case) -> [one dict per round]
+        self.failed = []       # "target[ case]: error"
+
+    def parse(self):
+        """The script's options plus --rounds, --targets (gateway,<peer>), --bin."""
+        self.ap.add_argument("--rounds", type=int, default=1 if self.quick else 3)
+        self.ap.add_argument("--targets", default="gateway,%s" % self.peer)
+        self.ap.add_argument("--bin", default=default_bin())
+        a = self.a = self.ap.parse_args()
+        a.bin = os.path.abspath(a.bin)
+        self.targets = [t for t in a.targets.split(",") if t]
+        return a
+
+    def quick_note(self):
+        return " (BENCH_QUICK)" if self.quick else ""
+
+    def start(self, header, packages):
+        """Signal handlers, servers left by killed runs, the header and the
+        client line; then the gateway binary and the peer's Debian packages.
+        False (with an ERROR line and `RESULT exit=error`) when the scenario
+        cannot run."""
+        peers, log = self.peers, self.peers.log
+        peers.install_signal_handlers()
+        peers.cleanup_leftovers()
+        self.lg = peers.loadgen_path()
+        log(header)
+        log("  client: %s" % ("build/bench/loadgen (C)" if self.lg else
+                              "bench/pyload.py (Python stand-in: build/bench/loadgen not built, "
+                              "or BENCH_LOADGEN=python)"))
+        if not os.access(self.a.bin, os.X_OK):
+            log("  ERROR: %s missing (run make)" % self.a.bin)
+            log("RESULT exit=error")
+            return False
+        try:
+            peers.ensure_packages(packages)
+        except RuntimeError as e:
+            log("  ERROR: %s" % e)
+            log("RESULT exit=error")
+            return False
+        return True
+
+    @staticmethod
+    def key(t, case):
+        return t if case is None else (t, case)
+
+    def run(self, runners, show, cases=None, announce=False):
+        """For each case (e.g. a channel size; none by default), --rounds
+        rounds of every target: runners[t](a, tmpbase[, case]) -> one run's
+        dict, shown with show(t, r).  A run that raises is logged and counted
+        in self.failed; the others go on.  announce: a "round N" line per
+        round.  tmpbase, a temporary directory, is removed at the end."""
+        log = self.peers.log
+        a = self.a
+        self.cases = list(cases) if cases is not None else [None]
+        for t in self.targets:
+            for c in self.cases:
+                self.res[self.key(t, c)] = []
+        tmpbase = tempfile.mkdtemp(prefix="rainbow-bench-%s-" % self.name)
+        try:
+            for c in self.cases:
+                extra = () if c is None else (c,)
+                for rnd in range(a.rounds):
+                    order = self.targets if rnd % 2 == 0 else self.targets[::-1]
+                    if announce:
+                        log("  round %d" % (rnd + 1))
+                    for t in order:
+                        what = " ".join([t] + ["%s" % x for x in extra])
+                        try:
+                            r = runners[t](a, tmpbase, *extra)
+                            self.res[self.key(t, c)].append(r)
+                            show(t, r)
+                        except Exception as e:
+                            self.failed.append("%s: %s" % (what, e))
+                            log("  %s FAILED: %s: %s" % (what, type(e).__name__, e))
+        finally:
+            shutil.rmtree(tmpbase, ignore_errors=True)
+
+    def rounds(self, t, case=None):
+        return self.res.get(self.key(t, case), [])
+
+    def med(self, t, k, case=None):
+        """The median of figure k over target t's rounds (nan if none)."""
+        return self.peers.median([r[k] for r in self.rounds(t, case)])
+
+    def complete(self):
+        """Every round of the gateway and the peer ran, and nothing failed."""
+        return all(self.rounds(t, c) for t in ("gateway", self.peer)
+                   for c in self.cases) and not self.failed
+
+    def tool(self):
+        return "loadgen" if self.lg else "python"
+
+    def client(self):
+        """The client, as the report's head names it."""
+        return "loadgen" if self.lg else "pyload.py (Python)"
+
+    @staticmethod
+    def loadavg():
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+
+    def begin_report(self):
+        """From here on what is printed is also kept for the results file."""
+        self.peers.capture()
+
+    def table(self, rows, width, peer_head=None):
+        """figure | gateway | <peer> | gateway/<peer>: rows of (name, gateway
+        value, peer value, fnum spec), the ratio of each beside them."""
+        log, fnum = self.peers.log, self.peers.fnum
+        peer = peer_head or self.peer
+        head = "gateway/%s" % peer
+        fmt = "%-" + str(width) + "s | %14s | %14s | %s"
+        log(fmt % ("figure", "gateway", peer, head))
+        log("-" * (width + 1) + "+" + "-" * 16 + "+" + "-" * 16 + "+" + "-" * (len(head) + 1))
+        for name, x, y, spec in rows:
+            log(fmt % (name, fnum(x, spec), fnum(y, spec), fnum(self.peers.ratio(x, y), "%.2f")))
+
+    def summary_row(self, scenario, key, unit, figure, cpu, case=None, cpu_div=1.0):
+        """One row of the run's summary (bench/results.py): medians of
+        figure, of p50_ms / p99_ms and of cpu (divided by cpu_div) for the
+        gateway and the peer."""
+        g, p = "gateway", self.peer
+        x, y = self.med(g, figure, case), self.med(p, figure, case)
+        return {"scenario": scenario, "key": key, "unit": unit, "peer": p,
+                "gateway": x, "peer_value": y, "ratio": self.peers.ratio(x, y),
+                "gw_p50_ms": self.med(g, "p50_ms", case), "gw_p99_ms": self.med(g, "p99_ms", case),
+                "peer_p50_ms": self.med(p, "p50_ms", case),
+                "peer_p99_ms": self.med(p, "p99_ms", case),
+                "gw_cpu_us": self.med(g, cpu, case) / cpu_div,
+                "peer_cpu_us": self.med(p, cpu, case) / cpu_div}
+
+    def kv(self, items, case=None):
+        """RESULT values: [(name, target, figure, fnum spec)] -> ["name=<median>"]."""
+        return ["%s=%s" % (n, self.peers.fnum(self.med(t, k, case), spec))
+                for n, t, k, spec in items]
+
+    def report_failed(self):
+        for f in self.failed:
+            self.peers.log("FAILED: %s" % f)
+
+    def finish(self, ok, summary, result):
+        """Save build/bench/results/<name>.json (the captured report, the
+        rounds, the summary rows, versions), print `RESULT <result> tool=..
+        exit=ok|error`; -> the exit status (0 when ok)."""
+        peers = self.peers
+        peers.save_result(self.name, {
+            "table": peers.end_capture(), "ok": ok, "tool": self.tool(),
+            "params": vars(self.a),
+            "rounds": {("%s_%s" % k if isinstance(k, tuple) else k): v
+                       for k, v in self.res.items()},
+            "failed": self.failed, "summary": summary,
+            "versions": dict(peers.versions(), gateway=peers.gateway_version(self.a.bin),
+                             commit=peers.git_commit())})
+        peers.log("RESULT %s tool=%s exit=%s" % (" ".join(result), self.tool(),
+                                                "ok" if ok else "error"))
+        return 0 if ok else 1

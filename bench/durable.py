@@ -8,11 +8,20 @@ every pushed SEND at once (QoS 1: ACK; QoS 2: REC, then COM on REL), and drives
     POST /send/?device=bench1&msgtype=1&qos=Q&timeout=30   (100-byte body)
 from C concurrent keep-alive HTTP/1.1 connections (raw asyncio, v1
 signatures, Content-Length, JSON answers parsed) for a warm-up and then a measured window.
+With --batch N (N > 1) each connection sends instead one
+    POST /batch/  {"messages": [N x {"device": "bench1", "qos": Q, "msgtype": 1,
+                                     "timeout": 30, "data_base64": <100 bytes>}]}
+at a time (docs/rest-api.md "/batch/"), and the generated config raises
+max_message_size (1m), session_max_messages and max_inflight_messages so that
+the C * N messages in flight fit.
 
 Reported (human lines, then one `RESULT key=value ...` line for bench/run):
-  - delivered msgs/s: answers with "connections": 1 completed inside the window;
+  - delivered msgs/s: answers with "connections": 1 completed inside the window
+    (with --batch: results with "connections": 1 in the answers completed
+    inside the window);
   - p50 / p99 latency of those /send/ calls (write of the request to the whole
-    answer read);
+    answer read); with --batch, of the /batch/ calls (one figure per call of
+    N messages, not per message);
   - rows left in the gateway's database (messages, deliveries) after the load
     stopped, the client answered everything and the gateway exited on SIGTERM
     (read with sqlite3 read-only); should be ~0;
@@ -29,10 +38,11 @@ asyncio streams and the websockets library needed about 55 us of client CPU
 per QoS 2 message and used ~90% of a core; these Protocols need about 32-42 us,
 which matters on this 2-core machine where the client shares the CPU with the
 gateway.  Usage:
-    bench/durable.py --qos 1 --durability normal [--conns 64] [--duration 8]
+    bench/durable.py --qos 1 --durability normal [--conns 64] [--duration 8] [--batch 50]
 """
 import argparse
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -57,11 +67,11 @@ ACK0, REC0, COM0 = bytes([ACK << 4]), bytes([REC << 4]), bytes([COM << 4])
 # ------------------------------------------------------------------ gateway
 
 class Gateway(benchlib.Gateway):
-    def __init__(self, binary, tmp, durability, inflight, log_level):
+    def __init__(self, binary, tmp, durability, inflight, log_level, extra=None):
         super().__init__(binary, tmp, "bench.ini")
         self.data_dir = self.tmp / "data"
         self.db_path = self.data_dir / "rainbow.db"
-        self.write_conf({
+        self.write_conf(dict({
             "port": self.port, "bind": "127.0.0.1", "api_port": 0,
             "data_dir": self.data_dir, "log_level": log_level, "log_file": "",
             "security_token": TOKEN, "api_signature": "v1",
@@ -69,7 +79,7 @@ class Gateway(benchlib.Gateway):
             "heartbeat": 0, "durability": durability,
             "max_inflight_messages": inflight, "retry_interval": 5,
             "shutdown_grace": 2, "max_connections": 1000,
-        }, "bench/durable.py")
+        }, **(extra or {})), "bench/durable.py")
 
     def db_counts(self):
         con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=5)
@@ -120,8 +130,9 @@ class Device(WsClient):
 # ------------------------------------------------------------------ HTTP load
 
 class HttpConn(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection: one /send/ at a time, the next
-    written as soon as the previous answer is complete."""
+    """One keep-alive HTTP/1.1 connection: one /send/ (or /batch/) at a time,
+    the next written as soon as the previous answer is complete (a /batch/
+    refused as busy: after its retry_after)."""
 
     def __init__(self, load):
         self.load = load
@@ -141,7 +152,7 @@ class HttpConn(asyncio.Protocol):
             return
         self.t0 = time.perf_counter()
         self.transport.write(load.request())
-        load.sent += 1
+        load.sent += load.batch
 
     def connection_lost(self, exc):
         if not self.load.stop:
@@ -159,25 +170,43 @@ class HttpConn(asyncio.Protocol):
         if self.buf:
             self.load.error("unexpected bytes after an answer")
             self.buf.clear()
-        self.load.answer(status, body, t1 - self.t0, t1)
+        delay = self.load.answer(status, body, t1 - self.t0, t1)
         if close:
             self.transport.close()
+        elif delay:
+            asyncio.get_running_loop().call_later(delay, self.send_next)
         else:
             self.send_next()
 
 
 class Load:
-    def __init__(self, port, qos, conns, warmup, duration, timeout):
+    def __init__(self, port, qos, conns, warmup, duration, timeout, batch=1):
         self.port = port
         self.qos = qos
         self.conns = conns
         self.warmup = warmup
         self.duration = duration
+        self.batch = batch
         self.signer = Signer(TOKEN)
-        self.path = "/send/?device=%s&msgtype=1&qos=%d&timeout=%d" % (DEVICE, qos, timeout)
+        if batch > 1:
+            # The same N messages every call; only the signature changes.
+            self.path = "/batch/?"
+            msg = json.dumps({"device": DEVICE, "qos": qos, "msgtype": 1, "timeout": timeout,
+                              "data_base64": base64.b64encode(BODY).decode()},
+                             separators=(",", ":"))
+            self.body = ('{"messages":[%s]}' % ",".join([msg] * batch)).encode()
+            ctype = "application/json"
+        else:
+            self.path = "/send/?device=%s&msgtype=1&qos=%d&timeout=%d" % (DEVICE, qos, timeout)
+            self.body = BODY
+            ctype = "application/octet-stream"
         self.head_tpl = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                         "Content-Type: application/octet-stream\r\n"
+                         "Content-Type: " + ctype + "\r\n"
                          "Content-Length: %d\r\n\r\n")
+        self.calls = 0            # calls answered inside the window (--batch)
+        self.call_answers = {}    # (HTTP status, msg) -> count of /batch/ calls not answered
+                                  # with results (--batch)
+        self.busy = 0             # /batch/ calls refused as busy (retried after retry_after)
         self.req_sec = None
         self.req = b""
         self.stop = False
@@ -194,19 +223,23 @@ class Load:
         q = self.signer.query()
         if q is not self.req_sec:
             self.req_sec = q
-            self.req = (self.head_tpl % (self.path + q, self.port, len(BODY))).encode() + BODY
+            path = self.path + q if self.batch <= 1 else self.path + q.lstrip("&")
+            self.req = (self.head_tpl % (path, self.port, len(self.body))).encode() + self.body
         return self.req
 
     def error(self, what):
         self.errors[what] = self.errors.get(what, 0) + 1
 
     def answer(self, status, body, lat, t1):
+        """Count one answer; -> seconds to wait before the next call (0: at once)."""
         try:
             j = json.loads(body)
         except ValueError:
             j = {}
         if not isinstance(j, dict):
             j = {}
+        if self.batch > 1:
+            return self.batch_answer(status, j, lat, t1)
         key = (status, j.get("connections"), j.get("failed"), j.get("pending"), j.get("msg"))
         self.answers[key] = self.answers.get(key, 0) + 1
         if status == 200 and j.get("connections") == 1:
@@ -214,6 +247,37 @@ class Load:
             if self.w0 <= t1 <= self.w1:
                 self.delivered += 1
                 self.lat.append(lat)
+        return 0
+
+    def batch_answer(self, status, j, lat, t1):
+        """A /batch/ answer: one result per message, counted like /send/
+        answers; the latency is the call's.  A call refused as a whole
+        ("busy") is sent again after its retry_after (at most 1 s)."""
+        results = j.get("results") if status == 200 and j.get("status") == 0 else None
+        if not isinstance(results, list):
+            key = (status, j.get("msg"))
+            self.call_answers[key] = self.call_answers.get(key, 0) + 1
+            if j.get("msg") == "busy":
+                self.busy += 1
+                ra = j.get("retry_after")
+                return min(1.0, ra) if isinstance(ra, (int, float)) and ra > 0 else 0.01
+            return 0
+        ok = 0
+        answers = self.answers
+        for r in results:
+            if not isinstance(r, dict):
+                r = {}
+            key = (200, r.get("connections"), r.get("failed"), r.get("pending"), r.get("msg"))
+            answers[key] = answers.get(key, 0) + 1
+            if r.get("status") == 0 and r.get("connections") == 1:
+                ok += 1
+        self.total_delivered += ok
+        if self.w0 <= t1 <= self.w1:
+            self.calls += 1
+            self.delivered += ok
+            if ok:
+                self.lat.append(lat)
+        return 0
 
     async def run(self, gw_pid):
         loop = asyncio.get_running_loop()
@@ -259,7 +323,8 @@ async def bench(args, gw):
         raise RuntimeError("session client: no HELLO within 10 s") from None
     if dev.hello.get("session_present") is None:
         log("  note: HELLO has no session_present: %r" % dev.hello)
-    load = Load(gw.port, args.qos, args.conns, args.warmup, args.duration, args.timeout)
+    load = Load(gw.port, args.qos, args.conns, args.warmup, args.duration, args.timeout,
+                args.batch)
     await load.run(gw.proc.pid)
     # Wait until the device has been quiet for 0.5 s (its last COMs/ACKs are
     # written), at most 5 s.
@@ -279,13 +344,32 @@ def main():
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (1)")
     ap.add_argument("--duration", type=float, default=8.0, help="measured seconds (8)")
     ap.add_argument("--timeout", type=int, default=30, help="/send/ timeout argument (30)")
-    ap.add_argument("--inflight", type=int, default=5000, help="max_inflight_messages (5000)")
+    ap.add_argument("--batch", type=int, default=1,
+                    help="messages per call: 1 = POST /send/ (default); N > 1 = one "
+                    "POST /batch/ of N messages at a time per connection (at most 1000)")
+    ap.add_argument("--inflight", type=int, default=None,
+                    help="max_inflight_messages (5000, or conns x batch when larger)")
     ap.add_argument("--log-level", default="warn")
     ap.add_argument("--bin", default=default_bin())
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (log, database)")
     args = ap.parse_args()
+    if not 1 <= args.batch <= 1000:
+        ap.error("--batch takes 1 to 1000 messages")
+    extra = {}
+    if args.batch > 1:
+        # All conns x batch messages may be in flight to the one session at
+        # once: the session's cap (session_max_messages, 1000 by default,
+        # drop_oldest past it) and max_inflight_messages must hold them (as
+        # mosquitto's max_queued_messages / max_inflight_messages 0 do), and
+        # the request body (max_message_size + 4 KB) a whole batch.
+        extra = {"max_message_size": "1m",
+                 "session_max_messages": max(1000, 2 * args.conns * args.batch)}
+    if args.inflight is None:
+        args.inflight = max(5000, args.conns * args.batch)
 
     scen = "QoS %d durability=%s" % (args.qos, args.durability)
+    if args.batch > 1:
+        scen += " /batch/ of %d" % args.batch
     log("== durable %s: %d HTTP conns, %g s warm-up + %g s measured, 100-byte body"
         % (scen, args.conns, args.warmup, args.duration))
     args.bin = os.path.abspath(args.bin)
@@ -293,7 +377,7 @@ def main():
         log("  ERROR: %s missing (run make)" % args.bin)
         return 2
     tmp = tempfile.mkdtemp(prefix="rainbow-bench-")
-    gw = Gateway(args.bin, tmp, args.durability, args.inflight, args.log_level)
+    gw = Gateway(args.bin, tmp, args.durability, args.inflight, args.log_level, extra)
     try:
         gw.start()
         dev, load, m = asyncio.run(bench(args, gw))
@@ -311,12 +395,22 @@ def main():
 
         log("  delivered      %.0f msgs/s (%d in %.2f s; %d delivered in all, %d sends)"
             % (rate, load.delivered, load.wall, load.total_delivered, load.sent))
-        log("  /send/ latency p50 %.2f ms, p99 %.2f ms, max %.2f ms"
-            % (p50, p99, (lat[-1] * 1e3) if lat else float("nan")))
+        if args.batch > 1:
+            log("  /batch/ calls  %.0f calls/s of %d messages answered in the window"
+                % (load.calls / load.wall, args.batch))
+            log("  /batch/ latency per call of %d messages: p50 %.2f ms, p99 %.2f ms, max %.2f ms"
+                % (args.batch, p50, p99, (lat[-1] * 1e3) if lat else float("nan")))
+        else:
+            log("  /send/ latency p50 %.2f ms, p99 %.2f ms, max %.2f ms"
+                % (p50, p99, (lat[-1] * 1e3) if lat else float("nan")))
+        for (st, msg), n in sorted(load.call_answers.items(), key=lambda kv: -kv[1]):
+            log("  calls refused  %7d x HTTP %d msg=%r%s" % (
+                n, st, msg, " (sent again after retry_after)" if msg == "busy" else ""))
         for (st, conns, failed, pend, msg), n in sorted(load.answers.items(),
                                                         key=lambda kv: -kv[1]):
-            log("  answers        %7d x HTTP %d connections=%s failed=%s pending=%s%s"
-                % (n, st, conns, failed, pend, (" msg=%r" % msg) if msg else ""))
+            log("  %s %7d x HTTP %d connections=%s failed=%s pending=%s%s"
+                % ("results       " if args.batch > 1 else "answers       ",
+                   n, st, conns, failed, pend, (" msg=%r" % msg) if msg else ""))
         for e, n in load.errors.items():
             log("  client errors  %7d x %s" % (n, e))
         if load.unfinished:
@@ -330,6 +424,9 @@ def main():
         log("  gateway        exit %s after SIGTERM (%.1f s); retransmissions %d; "
             "deliveries in flight at end %s"
             % (rc, stop_s, dup, m.get("rainbow_deliveries_in_flight", "?")))
+        drops = {k: v for k, v in m.items() if k.startswith("rainbow_drops_total{") and v}
+        if drops:
+            log("  WARNING: gateway drops %s" % drops)
         log("  rows left      messages=%d deliveries=%d upstream=%d sessions=%d "
             "(db+wal %.1f MB)" % (rows["messages"], rows["deliveries"], rows["upstream"],
                                   rows["sessions"], db_mb))
@@ -351,8 +448,11 @@ def main():
                 "bottleneck, the gateway figure is a lower bound" % (load.client_cpu * 100))
         log("RESULT qos=%d durability=%s conns=%d msgs_s=%.0f p50_ms=%.2f p99_ms=%.2f "
             "left=%d client_cpu=%.2f gw_cpu=%.2f machine_cpu=%.2f other_cpu=%.2f client_bound=%d "
-            "exit=%s" % (args.qos, args.durability, args.conns, rate, p50, p99, left,
-                         load.client_cpu, load.gw_cpu, load.machine, other, int(client_bound), rc))
+            "%sexit=%s" % (args.qos, args.durability, args.conns, rate, p50, p99, left,
+                           load.client_cpu, load.gw_cpu, load.machine, other, int(client_bound),
+                           ("batch=%d calls_s=%.0f busy=%d " % (args.batch, load.calls / load.wall,
+                                                                load.busy))
+                           if args.batch > 1 else "", rc))
         return 0
     except Exception as e:
         log("  ERROR: %s: %s" % (type(e).__name__, e))

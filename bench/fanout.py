@@ -36,10 +36,8 @@ lines, `RESULT key=value ...` for bench/run, and saves
 build/bench/results/fanout.json.  Never fails on timing.
     bench/fanout.py [--sizes 1000,10000] [--rounds 3] [--duration 4] [--targets gateway,nchan]
 """
-import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -49,7 +47,7 @@ import time
 import benchlib
 import peers
 import pyload
-from peers import Nginx, Sampler, bench_line, fnum, log, median, ratio
+from peers import Nginx, Sampler, bench_line, fnum, log, ratio
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 TOKEN_SECRET = "bench-token-secret-0123456789abcdef"
@@ -238,10 +236,10 @@ def show(name, r):
 
 
 def main():
-    quick = os.environ.get("BENCH_QUICK") == "1"
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sc = benchlib.SideBySide("fanout", "nchan", __doc__)
+    quick = sc.quick
+    ap = sc.ap
     ap.add_argument("--sizes", default="1000,10000")
-    ap.add_argument("--rounds", type=int, default=1 if quick else 3)
     ap.add_argument("--warmup", type=float, default=0.5 if quick else 1.0)
     ap.add_argument("--duration", type=float, default=2.0 if quick else 4.0)
     ap.add_argument("--publishers", type=int, default=4)
@@ -252,63 +250,26 @@ def main():
     ap.add_argument("--rss-limit-mb", type=float, default=3000)
     ap.add_argument("--retry-cap", type=float, default=5.0,
                     help="a publisher waits min(retry_after, this) after a refusal (5 s)")
-    ap.add_argument("--targets", default="gateway,nchan")
-    ap.add_argument("--bin", default=benchlib.default_bin())
-    a = ap.parse_args()
-    a.bin = os.path.abspath(a.bin)
-    peers.install_signal_handlers()
-    peers.cleanup_leftovers()
+    a = sc.parse()
     sizes = [int(x) for x in a.sizes.split(",") if x]
-    targets = [t for t in a.targets.split(",") if t]
-    lg = peers.loadgen_path()
-    log("== fanout: QoS 0, one channel of %s subscribers, %d publishers flat out, %d-byte "
-        "messages; gateway vs nginx+nchan; %d round(s) of %g s warm-up + %g s%s"
-        % (" / ".join("{:,}".format(s) for s in sizes), a.publishers, a.size, a.rounds, a.warmup,
-           a.duration, " (BENCH_QUICK)" if quick else ""))
-    log("  client: %s" % ("build/bench/loadgen (C)" if lg else
-                          "bench/pyload.py (Python stand-in: build/bench/loadgen not built, "
-                          "or BENCH_LOADGEN=python)"))
-    if not os.access(a.bin, os.X_OK):
-        log("  ERROR: %s missing (run make)" % a.bin)
-        log("RESULT exit=error")
+    if not sc.start("== fanout: QoS 0, one channel of %s subscribers, %d publishers flat out, "
+                    "%d-byte messages; gateway vs nginx+nchan; %d round(s) of %g s warm-up + "
+                    "%g s%s" % (" / ".join("{:,}".format(s) for s in sizes), a.publishers,
+                                a.size, a.rounds, a.warmup, a.duration, sc.quick_note()),
+                    peers.PACKAGES["nchan"]):
         return 2
-    try:
-        peers.ensure_packages(peers.PACKAGES["nchan"])
-    except RuntimeError as e:
-        log("  ERROR: %s" % e)
-        log("RESULT exit=error")
-        return 2
-    tmpbase = tempfile.mkdtemp(prefix="rainbow-bench-fanout-")
-    res = {(t, s): [] for t in targets for s in sizes}
-    failed = []
-    try:
-        for s in sizes:
-            for rnd in range(a.rounds):
-                order = targets if rnd % 2 == 0 else targets[::-1]
-                for t in order:
-                    try:
-                        r = run_gateway(a, tmpbase, s) if t == "gateway" else \
-                            run_nchan(a, tmpbase, s)
-                        res[(t, s)].append(r)
-                        show(t, r)
-                    except Exception as e:
-                        failed.append("%s %d: %s" % (t, s, e))
-                        log("  %s %d FAILED: %s: %s" % (t, s, type(e).__name__, e))
-    finally:
-        shutil.rmtree(tmpbase, ignore_errors=True)
-    return report(a, sizes, res, failed, lg)
+    sc.run({"gateway": run_gateway, "nchan": run_nchan}, show, cases=sizes)
+    return report(sc, sizes)
 
 
-def report(a, sizes, res, failed, lg):
-    peers.capture()
-    def med(t, s, k):
-        return median([r[k] for r in res.get((t, s), [])])
+def report(sc, sizes):
+    a = sc.a
+    sc.begin_report()
+    med = lambda t, s, k: sc.med(t, k, s)
     g, p = "gateway", "nchan"
     log("\n== Fan-out results (median of %d round(s); client %s; %d CPUs; load average %s)"
-        % (a.rounds, "loadgen" if lg else "pyload.py (Python)", os.cpu_count(),
-           " ".join(open("/proc/loadavg").read().split()[:3])))
-    log("%-44s | %14s | %14s | %s" % ("figure", "gateway", "nchan", "gateway/nchan"))
-    log("-" * 45 + "+" + "-" * 16 + "+" + "-" * 16 + "+" + "-" * 14)
+        % (a.rounds, sc.client(), os.cpu_count(), sc.loadavg()))
+    rows = []
     for s in sizes:
         for name, k, spec in (("deliveries/s", "deliveries_s", ","),
                               ("messages/s accepted", "publishes_s", ","),
@@ -322,9 +283,9 @@ def report(a, sizes, res, failed, lg):
             x, y = med(g, s, k), med(p, s, k)
             if k == "server_us_per_1k":
                 x, y = x / 1e3, y / 1e3
-            log("%-44s | %14s | %14s | %s" % ("%s: %s" % ("{:,}".format(s), name), fnum(x, spec),
-                                              fnum(y, spec), fnum(ratio(x, y), "%.2f")))
-    for (t, s), rr in sorted(res.items()):
+            rows.append(("%s: %s" % ("{:,}".format(s), name), x, y, spec))
+    sc.table(rows, 44)
+    for (t, s), rr in sorted(sc.res.items()):
         flags = []
         if any(r["client_bound"] for r in rr):
             flags.append("CLIENT-BOUND in %d" % sum(r["client_bound"] for r in rr))
@@ -334,8 +295,7 @@ def report(a, sizes, res, failed, lg):
         if rr:
             log("%s %d rounds: %s%s" % (t, s, ", ".join(fnum(r["deliveries_s"], ",") for r in rr),
                                        ("; " + "; ".join(flags)) if flags else ""))
-    for f in failed:
-        log("FAILED: %s" % f)
+    sc.report_failed()
     summary = []
     for s in sizes:
         x, y = med(g, s, "deliveries_s"), med(p, s, "deliveries_s")
@@ -349,34 +309,20 @@ def report(a, sizes, res, failed, lg):
         bench_line("fanout_cpu_per_1k_%d" % s, med(g, s, "server_us_per_1k") / 1e3,
                    med(p, s, "server_us_per_1k") / 1e3,
                    "ms of server CPU per 1,000 deliveries (lower is better)")
-        summary.append({"scenario": "fan-out QoS 0, %s subscribers, flat out" % "{:,}".format(s),
-                        "key": "fanout_qos0_%d" % s, "unit": "deliveries/s", "peer": "nchan",
-                        "gateway": x, "peer_value": y, "ratio": ratio(x, y),
-                        "gw_p50_ms": med(g, s, "p50_ms"), "gw_p99_ms": med(g, s, "p99_ms"),
-                        "peer_p50_ms": med(p, s, "p50_ms"), "peer_p99_ms": med(p, s, "p99_ms"),
-                        "gw_cpu_us": med(g, s, "server_us_per_1k") / 1e3,
-                        "peer_cpu_us": med(p, s, "server_us_per_1k") / 1e3})
-    ok = all(res.get((t, s)) for t in (g, p) for s in sizes) and not failed
-    peers.save_result("fanout", {
-        "table": peers.end_capture(), "ok": ok, "tool": "loadgen" if lg else "python",
-        "params": vars(a),
-        "rounds": {"%s_%d" % k: v for k, v in res.items()}, "failed": failed,
-        "summary": summary,
-        "versions": dict(peers.versions(), gateway=peers.gateway_version(a.bin),
-                         commit=peers.git_commit())})
+        summary.append(sc.summary_row("fan-out QoS 0, %s subscribers, flat out"
+                                      % "{:,}".format(s), "fanout_qos0_%d" % s, "deliveries/s",
+                                      "deliveries_s", "server_us_per_1k", s, 1e3))
     kv = []
     for s in sizes:
-        kv += ["gw_%d=%s" % (s, fnum(med(g, s, "deliveries_s"))),
-               "nchan_%d=%s" % (s, fnum(med(p, s, "deliveries_s"))),
-               "ratio_%d=%s" % (s, fnum(ratio(med(g, s, "deliveries_s"),
-                                              med(p, s, "deliveries_s")), "%.2f")),
-               "gw_p50_ms_%d=%s" % (s, fnum(med(g, s, "p50_ms"), "%.1f")),
-               "gw_p99_ms_%d=%s" % (s, fnum(med(g, s, "p99_ms"), "%.1f")),
-               "nchan_p50_ms_%d=%s" % (s, fnum(med(p, s, "p50_ms"), "%.1f")),
-               "nchan_p99_ms_%d=%s" % (s, fnum(med(p, s, "p99_ms"), "%.1f"))]
-    log("RESULT %s tool=%s exit=%s" % (" ".join(kv), "loadgen" if lg else "python",
-                                      "ok" if ok else "error"))
-    return 0 if ok else 1
+        kv += sc.kv([("gw_%d" % s, g, "deliveries_s", "%.0f"),
+                     ("nchan_%d" % s, p, "deliveries_s", "%.0f")], s)
+        kv.append("ratio_%d=%s" % (s, fnum(ratio(med(g, s, "deliveries_s"),
+                                                 med(p, s, "deliveries_s")), "%.2f")))
+        kv += sc.kv([("gw_p50_ms_%d" % s, g, "p50_ms", "%.1f"),
+                     ("gw_p99_ms_%d" % s, g, "p99_ms", "%.1f"),
+                     ("nchan_p50_ms_%d" % s, p, "p50_ms", "%.1f"),
+                     ("nchan_p99_ms_%d" % s, p, "p99_ms", "%.1f")], s)
+    return sc.finish(sc.complete(), summary, kv)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,8 @@ a table, BENCH lines, `RESULT key=value ...`, saves
 build/bench/results/idle.json.  Never fails on timing.
     bench/idle.py [--conns 19000] [--rounds 3] [--targets gateway,nchan]
 """
-import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,7 +40,7 @@ import time
 import benchlib
 import peers
 import pyload
-from peers import Nginx, bench_line, fnum, log, median, ratio
+from peers import Nginx, bench_line, fnum, log, ratio
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 TOKEN_SECRET = "bench-token-secret-0123456789abcdef"
@@ -160,86 +158,45 @@ def show(name, r):
 
 
 def main():
-    quick = os.environ.get("BENCH_QUICK") == "1"
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--conns", type=int, default=10000 if quick else 19000)
-    ap.add_argument("--rounds", type=int, default=1 if quick else 3)
-    ap.add_argument("--sources", type=int, default=8)
-    ap.add_argument("--concurrency", type=int, default=256)
-    ap.add_argument("--settle", type=float, default=1.0)
-    ap.add_argument("--open-timeout", type=float, default=120.0)
-    ap.add_argument("--targets", default="gateway,nchan")
-    ap.add_argument("--bin", default=benchlib.default_bin())
-    a = ap.parse_args()
-    a.bin = os.path.abspath(a.bin)
-    peers.install_signal_handlers()
-    peers.cleanup_leftovers()
-    targets = [t for t in a.targets.split(",") if t]
-    lg = peers.loadgen_path()
-    log("== idle: %s WebSocket connections from %d source addresses, held idle; gateway vs "
-        "nginx+nchan; %d round(s)%s"
-        % ("{:,}".format(a.conns), a.sources, a.rounds, " (BENCH_QUICK)" if quick else ""))
-    log("  client: %s" % ("build/bench/loadgen (C)" if lg else
-                          "bench/pyload.py (Python stand-in: build/bench/loadgen not built, "
-                          "or BENCH_LOADGEN=python)"))
-    if not os.access(a.bin, os.X_OK):
-        log("  ERROR: %s missing (run make)" % a.bin)
-        log("RESULT exit=error")
+    sc = benchlib.SideBySide("idle", "nchan", __doc__)
+    sc.ap.add_argument("--conns", type=int, default=10000 if sc.quick else 19000)
+    sc.ap.add_argument("--sources", type=int, default=8)
+    sc.ap.add_argument("--concurrency", type=int, default=256)
+    sc.ap.add_argument("--settle", type=float, default=1.0)
+    sc.ap.add_argument("--open-timeout", type=float, default=120.0)
+    a = sc.parse()
+    if not sc.start("== idle: %s WebSocket connections from %d source addresses, held idle; "
+                    "gateway vs nginx+nchan; %d round(s)%s"
+                    % ("{:,}".format(a.conns), a.sources, a.rounds, sc.quick_note()),
+                    peers.PACKAGES["nchan"]):
         return 2
-    try:
-        peers.ensure_packages(peers.PACKAGES["nchan"])
-    except RuntimeError as e:
-        log("  ERROR: %s" % e)
-        log("RESULT exit=error")
-        return 2
-    tmpbase = tempfile.mkdtemp(prefix="rainbow-bench-idle-")
-    res = {t: [] for t in targets}
-    failed = []
-    try:
-        for rnd in range(a.rounds):
-            order = targets if rnd % 2 == 0 else targets[::-1]
-            for t in order:
-                try:
-                    r = run_gateway(a, tmpbase) if t == "gateway" else run_nchan(a, tmpbase)
-                    res[t].append(r)
-                    show(t, r)
-                except Exception as e:
-                    failed.append("%s: %s" % (t, e))
-                    log("  %s FAILED: %s: %s" % (t, type(e).__name__, e))
-    finally:
-        shutil.rmtree(tmpbase, ignore_errors=True)
-    return report(a, res, failed, lg)
+    sc.run({"gateway": run_gateway, "nchan": run_nchan}, show)
+    return report(sc)
 
 
-def report(a, res, failed, lg):
-    peers.capture()
-    def med(t, k):
-        return median([r[k] for r in res.get(t, [])])
+def report(sc):
+    a = sc.a
+    sc.begin_report()
+    med = sc.med
     g, p = "gateway", "nchan"
     log("\n== Idle results (median of %d round(s); %s connections; client %s; load average %s)"
-        % (a.rounds, "{:,}".format(a.conns), "loadgen" if lg else "pyload.py (Python)",
-           " ".join(open("/proc/loadavg").read().split()[:3])))
-    log("%-34s | %14s | %14s | %s" % ("figure", "gateway", "nchan", "gateway/nchan"))
-    log("-" * 35 + "+" + "-" * 16 + "+" + "-" * 16 + "+" + "-" * 14)
-    for name, k, spec in (("connections open", "opened", ","),
-                          ("KB RSS per connection", "kb_per_conn", "%.2f"),
-                          ("KB PSS per connection", "pss_kb_per_conn", "%.2f"),
-                          ("RSS before, MB", "base_rss_mb", "%.1f"),
-                          ("RSS with all open, MB", "rss_mb", "%.1f"),
-                          ("seconds to open all", "open_s", "%.2f"),
-                          ("connections opened per second", "open_rate", ","),
-                          ("server CPU us per connection open", "server_us_per_open", "%.1f")):
-        x, y = med(g, k), med(p, k)
-        log("%-34s | %14s | %14s | %s" % (name, fnum(x, spec), fnum(y, spec),
-                                          fnum(ratio(x, y), "%.2f")))
+        % (a.rounds, "{:,}".format(a.conns), sc.client(), sc.loadavg()))
+    sc.table([(name, med(g, k), med(p, k), spec) for name, k, spec in (
+        ("connections open", "opened", ","),
+        ("KB RSS per connection", "kb_per_conn", "%.2f"),
+        ("KB PSS per connection", "pss_kb_per_conn", "%.2f"),
+        ("RSS before, MB", "base_rss_mb", "%.1f"),
+        ("RSS with all open, MB", "rss_mb", "%.1f"),
+        ("seconds to open all", "open_s", "%.2f"),
+        ("connections opened per second", "open_rate", ","),
+        ("server CPU us per connection open", "server_us_per_open", "%.1f"))], 34)
     for t in (g, p):
-        rr = res.get(t, [])
+        rr = sc.rounds(t)
         if rr:
             log("%s rounds: %s KB/conn, %s s to open" % (
                 t, ", ".join(fnum(r["kb_per_conn"], "%.2f") for r in rr),
                 ", ".join(fnum(r["open_s"], "%.2f") for r in rr)))
-    for f in failed:
-        log("FAILED: %s" % f)
+    sc.report_failed()
     bench_line("idle_kb_per_conn", med(g, "kb_per_conn"), med(p, "kb_per_conn"),
                "KB of RSS per idle connection (%d connections; peer=nginx+nchan; lower is better)"
                % a.conns)
@@ -247,8 +204,7 @@ def report(a, res, failed, lg):
                "s to open %d connections (lower is better)" % a.conns)
     bench_line("idle_open_rate", med(g, "open_rate"), med(p, "open_rate"),
                "connections opened per second (higher is better)")
-    ok = bool(res.get(g)) and bool(res.get(p)) and not failed and \
-        all(r["failed"] == 0 for rr in res.values() for r in rr)
+    ok = sc.complete() and all(r["failed"] == 0 for rr in sc.res.values() for r in rr)
     summary = [{"scenario": "%s idle connections: KB RSS each" % "{:,}".format(a.conns),
                 "key": "idle_kb_per_conn", "unit": "KB per connection (lower is better)",
                 "peer": "nchan", "gateway": med(g, "kb_per_conn"),
@@ -257,19 +213,10 @@ def report(a, res, failed, lg):
                 "gw_open_s": med(g, "open_s"), "peer_open_s": med(p, "open_s"),
                 "gw_cpu_us": med(g, "server_us_per_open"),
                 "peer_cpu_us": med(p, "server_us_per_open")}]
-    peers.save_result("idle", {
-        "table": peers.end_capture(), "ok": ok, "tool": "loadgen" if lg else "python",
-        "params": vars(a), "rounds": res,
-        "failed": failed, "summary": summary,
-        "versions": dict(peers.versions(), gateway=peers.gateway_version(a.bin),
-                         commit=peers.git_commit())})
-    log("RESULT conns=%d gw_kb=%s nchan_kb=%s gw_pss_kb=%s nchan_pss_kb=%s gw_open_s=%s "
-        "nchan_open_s=%s tool=%s exit=%s"
-        % (a.conns, fnum(med(g, "kb_per_conn"), "%.2f"), fnum(med(p, "kb_per_conn"), "%.2f"),
-           fnum(med(g, "pss_kb_per_conn"), "%.2f"), fnum(med(p, "pss_kb_per_conn"), "%.2f"),
-           fnum(med(g, "open_s"), "%.2f"), fnum(med(p, "open_s"), "%.2f"),
-           "loadgen" if lg else "python", "ok" if ok else "error"))
-    return 0 if ok else 1
+    return sc.finish(ok, summary, ["conns=%d" % a.conns] + sc.kv([
+        ("gw_kb", g, "kb_per_conn", "%.2f"), ("nchan_kb", p, "kb_per_conn", "%.2f"),
+        ("gw_pss_kb", g, "pss_kb_per_conn", "%.2f"), ("nchan_pss_kb", p, "pss_kb_per_conn", "%.2f"),
+        ("gw_open_s", g, "open_s", "%.2f"), ("nchan_open_s", p, "open_s", "%.2f")]))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ BENCH_QUICK=1), one after the other:
     as it is (one rainbow.v2 device session answering at once, 64 keep-alive
     HTTP connections doing POST /send/?device=..&qos=Q, v1-signed, 100-byte
     body; msgs/s = answers with "connections": 1);
+  - the gateway, durability=normal, through POST /batch/ (target "batch"):
+    bench/durable.py --batch N (--batch, 50): the same, but each of the 64
+    connections sends one /batch/ of N messages at a time; msgs/s = results
+    with "connections": 1; its p50/p99 are per call of N messages.  MQTT lets
+    a publisher keep many PUBLISH packets in flight on one connection; an HTTP
+    backend gets the same from /batch/ (many pushes per round trip);
   - mosquitto 2.0.11 (bench/peers.py Mosquitto: MQTT over TCP on 127.0.0.1,
     persistence true with a persistence_location in a temp dir,
     max_inflight_messages 0, max_queued_messages 1,000,000,
@@ -19,7 +25,9 @@ BENCH_QUICK=1), one after the other:
     Q as soon as the previous one was acknowledged (PUBACK; PUBREC ->
     PUBREL -> PUBCOMP).  msgs/s = messages the subscriber received in the
     window; p50/p99 = publish -> subscriber latency (send time in the
-    payload).  The order of the three runs rotates every round.
+    payload).  --mqtt-window W (1) lets each publisher keep W messages in
+    flight instead of one (pipelined PUBLISHes; not in the default runs).
+    The order of the runs rotates every round.
 
 What mosquitto's persistence means: 2.0 keeps messages in memory and writes
 its whole store to persistence_location every autosave_interval (1800 s by
@@ -35,7 +43,8 @@ Python 3 standard library only: the MQTT 3.1.1 client is a small asyncio
 Protocol written here.  Prints each run, a table (with the SQLite ceilings if
 --ceiling-normal / --ceiling-full are given, as bench/run does), BENCH lines,
 `RESULT key=value ...`, and saves build/bench/results/durable.json.
-    bench/mqtt_durable.py [--qos 1,2] [--rounds 3] [--duration 5] [--targets normal,full,mosquitto]
+    bench/mqtt_durable.py [--qos 1,2] [--rounds 3] [--duration 5] [--batch 50]
+                          [--targets normal,full,batch,mosquitto] [--mqtt-window 1]
 """
 import argparse
 import asyncio
@@ -139,9 +148,10 @@ class MqttConn(asyncio.Protocol):
 
 # ====================================================================== publishers (child)
 
-async def publishers_main(port, qos, conns, seconds):
-    """--role publishers: conns closed-loop publishers for `seconds`; prints
-    {"published", "cpu_s"} at the end."""
+async def publishers_main(port, qos, conns, seconds, window=1):
+    """--role publishers: conns closed-loop publishers for `seconds`, each
+    keeping `window` messages in flight (the next one published as soon as
+    one is acknowledged); prints {"published", "cpu_s"} at the end."""
     loop = asyncio.get_running_loop()
     filler = bytes(PAYLOAD_LEN - TS.size)
     head = (PUBLISH << 4) | (qos << 1)
@@ -173,7 +183,8 @@ async def publishers_main(port, qos, conns, seconds):
         await c.connack
         cs.append(c)
     for c in cs:
-        publish(c)
+        for _ in range(window):
+            publish(c)
     await asyncio.sleep(seconds)
     state["stop"] = True
     await asyncio.sleep(0.2)
@@ -240,7 +251,8 @@ async def mosquitto_run(a, qos, mq):
     child = await asyncio.create_subprocess_exec(
         sys.executable, os.path.abspath(__file__), "--role", "publishers", "--port",
         str(mq.port), "--qos", str(qos), "--conns", str(a.conns), "--seconds", str(seconds),
-        stdout=subprocess.PIPE, preexec_fn=peers.die_with_parent)
+        "--mqtt-window", str(a.mqtt_window), stdout=subprocess.PIPE,
+        preexec_fn=peers.die_with_parent)
     t0 = time.monotonic()
     sub.w0, sub.w1 = t0 + a.warmup, t0 + a.warmup + a.duration
     with Sampler(mq.pids) as ss:
@@ -311,11 +323,15 @@ def run_mosquitto_logged(a, qos):
     return r
 
 
-def run_gateway(a, qos, dur):
-    """bench/durable.py as it is; its RESULT line as a dict."""
+def run_gateway(a, qos, target):
+    """bench/durable.py as it is (target normal or full), or at durability
+    normal with --batch (target batch); its RESULT line as a dict."""
+    dur = "normal" if target == "batch" else target
     argv = [sys.executable, os.path.join(BENCH_DIR, "durable.py"), "--qos", str(qos),
             "--durability", dur, "--conns", str(a.conns), "--warmup", str(a.warmup),
             "--duration", str(a.duration), "--bin", a.bin]
+    if target == "batch":
+        argv += ["--batch", str(a.batch)]
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=a.warmup + a.duration + 120)
     res = {}
@@ -323,7 +339,7 @@ def run_gateway(a, qos, dur):
         if line.startswith("RESULT "):
             res = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
     if not res or res.get("exit") == "error":
-        raise RuntimeError("durable.py %s QoS %d failed:\n%s" % (dur, qos, p.stdout[-1500:]))
+        raise RuntimeError("durable.py %s QoS %d failed:\n%s" % (target, qos, p.stdout[-1500:]))
     r = {}
     for k, v in res.items():
         try:
@@ -333,17 +349,23 @@ def run_gateway(a, qos, dur):
     r["client_bound"] = r.get("client_bound") == 1.0
     r["cpu_us"] = r["gw_cpu"] / r["msgs_s"] * 1e6 if r.get("msgs_s") else float("nan")
     notes = [l.strip() for l in p.stdout.splitlines()
-             if "WARNING" in l or "client errors" in l or "FAILED" in l]
+             if "WARNING" in l or "client errors" in l or "FAILED" in l or "calls refused" in l]
     r["notes"] = notes
     log("  gateway %-8s QoS %d: %9s msgs/s  p50 %6s ms  p99 %6s ms | gateway %s cores (%s "
         "us/msg); client %s cores; rows left %s%s%s"
-        % (dur, qos, fnum(r["msgs_s"], ","), fnum(r["p50_ms"], "%.2f"), fnum(r["p99_ms"], "%.2f"),
+        % (target_label(a, target), qos, fnum(r["msgs_s"], ","), fnum(r["p50_ms"], "%.2f"),
+           fnum(r["p99_ms"], "%.2f"),
            fnum(r["gw_cpu"], "%.2f"), fnum(r["cpu_us"], "%.1f"), fnum(r["client_cpu"], "%.2f"),
            fnum(r.get("left")), "; CLIENT-BOUND" if r["client_bound"] else "",
            "; OTHER LOAD %.2f cores" % r["other_cpu"] if r.get("other_cpu", 0) >= 0.15 else ""))
     for n in notes[:3]:
         log("      %s" % n)
     return r
+
+
+def target_label(a, t):
+    """normal, full, mosquitto; batch50 for the /batch/ runs."""
+    return "batch%d" % a.batch if t == "batch" else t
 
 
 def main():
@@ -358,7 +380,13 @@ def main():
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--warmup", type=float, default=0.5 if quick else 1.0)
     ap.add_argument("--duration", type=float, default=2.0 if quick else 5.0)
-    ap.add_argument("--targets", default="normal,full,mosquitto")
+    ap.add_argument("--targets", default="normal,full,batch,mosquitto",
+                    help="gateway durability normal / full through /send/, normal through "
+                    "/batch/ (batch), mosquitto (normal,full,batch,mosquitto)")
+    ap.add_argument("--batch", type=int, default=50,
+                    help="messages per /batch/ call of the batch target (50)")
+    ap.add_argument("--mqtt-window", type=int, default=1,
+                    help="messages each mosquitto publisher keeps in flight (1)")
     ap.add_argument("--autosave", type=int, default=0,
                     help="mosquitto autosave_on_changes with this autosave_interval (0: "
                     "mosquitto's default, a save every 1800 s and at exit)")
@@ -367,17 +395,22 @@ def main():
     ap.add_argument("--bin", default=benchlib.default_bin())
     a = ap.parse_args()
     if a.role == "publishers":
-        asyncio.run(publishers_main(a.port, int(a.qos), a.conns, a.seconds))
+        asyncio.run(publishers_main(a.port, int(a.qos), a.conns, a.seconds, a.mqtt_window))
         return 0
     a.bin = os.path.abspath(a.bin)
     peers.install_signal_handlers()
     peers.cleanup_leftovers()
+    if not 1 <= a.batch <= 1000:
+        ap.error("--batch takes 1 to 1000 messages")
     qoss = [int(q) for q in a.qos.split(",") if q]
     targets = [t for t in a.targets.split(",") if t]
-    log("== durable: QoS %s end to end, gateway (bench/durable.py, durability %s) vs mosquitto "
-        "with persistence (persistent session, MQTT over TCP); %d round(s) of %g s warm-up + "
+    log("== durable: QoS %s end to end, gateway (bench/durable.py, durability %s%s) vs mosquitto "
+        "with persistence (persistent session, MQTT over TCP%s); %d round(s) of %g s warm-up + "
         "%g s, %d publisher connections%s"
-        % ("/".join(map(str, qoss)), "/".join(t for t in targets if t != "mosquitto"),
+        % ("/".join(map(str, qoss)),
+           "/".join(t for t in targets if t not in ("mosquitto", "batch")),
+           "; normal through /batch/ of %d" % a.batch if "batch" in targets else "",
+           ", %d messages in flight per publisher" % a.mqtt_window if a.mqtt_window > 1 else "",
            a.rounds, a.warmup, a.duration, a.conns, " (BENCH_QUICK)" if quick else ""))
     if not os.access(a.bin, os.X_OK):
         log("  ERROR: %s missing (run make)" % a.bin)
@@ -407,9 +440,14 @@ def report(a, qoss, targets, res, failed):
     log("workload: gateway: POST /send/?device=bench1&qos=Q (100-byte body, v1-signed) from %d "
         "keep-alive HTTP connections to ONE rainbow.v2 device session that ACKs / RECs+COMs at "
         "once; msgs/s = answers with connections=1" % a.conns)
-    log("          mosquitto: %d MQTT publishers (QoS Q, closed loop) to ONE persistent-session "
+    if "batch" in targets:
+        log("          gateway batch %d: the same at durability normal, but each connection "
+            "sends one POST /batch/ of %d messages at a time; msgs/s = results with "
+            "connections=1; p50/p99 per /batch/ call" % (a.batch, a.batch))
+    log("          mosquitto: %d MQTT publishers (QoS Q, closed loop%s) to ONE persistent-session "
         "subscriber (clean session false, QoS Q); msgs/s = messages it received; persistence "
-        "true (store written every autosave_interval and at exit)" % a.conns)
+        "true (store written every autosave_interval and at exit)"
+        % (a.conns, ", %d in flight each" % a.mqtt_window if a.mqtt_window > 1 else ""))
     log("          %g s warm-up + %g s measured per run" % (a.warmup, a.duration))
     log("")
     log("%-24s | %10s | %7s | %7s | %9s | %10s | %9s | %s"
@@ -432,12 +470,12 @@ def report(a, qoss, targets, res, failed):
                 ceil = "-"
                 vs = "-"
             else:
-                name = "gateway QoS %d %s" % (q, t)
+                name = "gateway QoS %d %s" % (q, "batch %d" % a.batch if t == "batch" else t)
                 notes.append("cpu client %s gw %s; rows left %s"
                              % (fnum(med(t, q, "client_cpu"), "%.2f"),
                                 fnum(med(t, q, "gw_cpu"), "%.2f"),
                                 ",".join(fnum(r.get("left")) for r in rr) or "?"))
-                c = a.ceiling_normal if t == "normal" else a.ceiling_full
+                c = a.ceiling_full if t == "full" else a.ceiling_normal
                 ceil = fnum(c, ",")
                 vs = fnum(ratio(med(t, q, "msgs_s"), mq), "%.2fx")
             if any(r.get("client_bound") for r in rr):
@@ -455,25 +493,37 @@ def report(a, qoss, targets, res, failed):
                                                                   for r in res[(t, q)]))
                                for q in qoss for t in targets))
     log("server us = server CPU per message (gateway process; mosquitto process). The gateway's "
-        "p50/p99 is the /send/ round trip (push -> device ack -> answer); mosquitto's is publish "
-        "-> subscriber receipt.")
+        "p50/p99 is the /send/ round trip (push -> device ack -> answer)%s; mosquitto's is publish "
+        "-> subscriber receipt." % (", for batch %d the /batch/ call's (all %d messages pushed "
+                                    "and acknowledged)" % (a.batch, a.batch)
+                                    if "batch" in targets else ""))
     for f in failed:
         log("FAILED: %s" % f)
     summary = []
     for q in qoss:
         for t in [x for x in targets if x != "mosquitto"]:
             x, y = med(t, q, "msgs_s"), med("mosquitto", q, "msgs_s")
+            if t == "batch":
+                how = "durability=normal, POST /batch/ of %d messages per call" % a.batch
+                scen = "durable QoS %d end to end, /batch/ of %d (durability=normal)" % (q, a.batch)
+            else:
+                how = "durability=%s" % t
+                scen = "durable QoS %d end to end (durability=%s)" % (q, t)
             bench_line("durable_qos%d_%s" % (q, t), x, y,
-                       "msgs/s end to end (durability=%s; peer=mosquitto with persistence, "
-                       "persistent session; higher is better)" % t)
-            summary.append({
-                "scenario": "durable QoS %d end to end (durability=%s)" % (q, t),
+                       "msgs/s end to end (%s; peer=mosquitto with persistence, "
+                       "persistent session; higher is better)" % how)
+            row = {
+                "scenario": scen,
                 "key": "durable_qos%d_%s" % (q, t), "unit": "msgs/s", "peer": "mosquitto",
                 "gateway": x, "peer_value": y, "ratio": ratio(x, y),
                 "gw_p50_ms": med(t, q, "p50_ms"), "gw_p99_ms": med(t, q, "p99_ms"),
                 "peer_p50_ms": med("mosquitto", q, "p50_ms"),
                 "peer_p99_ms": med("mosquitto", q, "p99_ms"),
-                "gw_cpu_us": med(t, q, "cpu_us"), "peer_cpu_us": med("mosquitto", q, "cpu_us")})
+                "gw_cpu_us": med(t, q, "cpu_us"), "peer_cpu_us": med("mosquitto", q, "cpu_us")}
+            if t == "batch":
+                row["batch"] = a.batch
+                row["note"] = "gateway p50/p99 per /batch/ call of %d messages" % a.batch
+            summary.append(row)
         bench_line("durable_qos%d_cpu_per_msg" % q, med("normal", q, "cpu_us"),
                    med("mosquitto", q, "cpu_us"),
                    "us of server CPU per message (gateway durability=normal; lower is better)")

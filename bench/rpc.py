@@ -29,16 +29,14 @@ a table, BENCH lines (higher is better unless the unit says otherwise),
 It never fails on timing: non-zero exit only when something could not run.
     bench/rpc.py [--rounds 3] [--duration 5] [--conns 50] [--targets gateway,pushpin]
 """
-import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
 
 import benchlib
 import peers
-from peers import (Nginx, Pushpin, Sampler, bench_line, fnum, log, median, ratio, run_tool)
+from peers import Nginx, Pushpin, Sampler, bench_line, fnum, log, ratio, run_tool
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -142,120 +140,62 @@ def show(name, r):
 
 
 def main():
-    quick = os.environ.get("BENCH_QUICK") == "1"
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--conns", type=int, default=50)
-    ap.add_argument("--rounds", type=int, default=1 if quick else 3)
-    ap.add_argument("--warmup", type=float, default=0.5 if quick else 1.0)
-    ap.add_argument("--duration", type=float, default=2.0 if quick else 5.0)
-    ap.add_argument("--payload", type=int, default=32)
-    ap.add_argument("--targets", default="gateway,pushpin")
-    ap.add_argument("--bin", default=benchlib.default_bin())
-    a = ap.parse_args()
-    a.bin = os.path.abspath(a.bin)
-    peers.install_signal_handlers()
-    peers.cleanup_leftovers()
-    targets = [t for t in a.targets.split(",") if t]
-    lg = peers.loadgen_path()
-    log("== rpc: %d connections, closed loop, %d-byte messages; gateway (SEND QoS 1 -> nginx "
-        "static 200 -> ACK) vs pushpin (WebSocket-over-HTTP -> nginx -> message back); "
-        "%d round(s) of %g s warm-up + %g s%s"
-        % (a.conns, a.payload, a.rounds, a.warmup, a.duration, " (BENCH_QUICK)" if quick else ""))
-    log("  client: %s" % ("build/bench/loadgen (C)" if lg else
-                          "bench/pyload.py (Python stand-in: build/bench/loadgen not built, "
-                          "or BENCH_LOADGEN=python)"))
-    if not os.access(a.bin, os.X_OK):
-        log("  ERROR: %s missing (run make)" % a.bin)
-        log("RESULT exit=error")
+    sc = benchlib.SideBySide("rpc", "pushpin", __doc__)
+    quick = sc.quick
+    sc.ap.add_argument("--conns", type=int, default=50)
+    sc.ap.add_argument("--warmup", type=float, default=0.5 if quick else 1.0)
+    sc.ap.add_argument("--duration", type=float, default=2.0 if quick else 5.0)
+    sc.ap.add_argument("--payload", type=int, default=32)
+    a = sc.parse()
+    if not sc.start("== rpc: %d connections, closed loop, %d-byte messages; gateway (SEND QoS 1 -> "
+                    "nginx static 200 -> ACK) vs pushpin (WebSocket-over-HTTP -> nginx -> message "
+                    "back); %d round(s) of %g s warm-up + %g s%s"
+                    % (a.conns, a.payload, a.rounds, a.warmup, a.duration, sc.quick_note()),
+                    peers.PACKAGES["pushpin"]):
         return 2
-    try:
-        peers.ensure_packages(peers.PACKAGES["pushpin"])
-    except RuntimeError as e:
-        log("  ERROR: %s" % e)
-        log("RESULT exit=error")
-        return 2
-    tmpbase = tempfile.mkdtemp(prefix="rainbow-bench-rpc-")
-    res = {t: [] for t in targets}
-    failed = []
-    try:
-        for rnd in range(a.rounds):
-            order = targets if rnd % 2 == 0 else targets[::-1]
-            log("  round %d" % (rnd + 1))
-            for t in order:
-                try:
-                    r = run_gateway(a, tmpbase) if t == "gateway" else run_pushpin(a, tmpbase)
-                    res[t].append(r)
-                    show(t, r)
-                except Exception as e:
-                    failed.append("%s: %s" % (t, e))
-                    log("  %s FAILED: %s: %s" % (t, type(e).__name__, e))
-    finally:
-        shutil.rmtree(tmpbase, ignore_errors=True)
-    return report(a, res, failed, lg)
+    sc.run({"gateway": run_gateway, "pushpin": run_pushpin}, show, announce=True)
+    return report(sc)
 
 
-def report(a, res, failed, lg):
-    peers.capture()
-    def med(t, k):
-        return median([r[k] for r in res.get(t, [])])
+def report(sc):
+    a = sc.a
+    sc.begin_report()
+    med = sc.med
     g, p = "gateway", "pushpin"
-    rows = [("round trips/s", med(g, "rate"), med(p, "rate"), ","),
-            ("p50 ms", med(g, "p50_ms"), med(p, "p50_ms"), "%.2f"),
-            ("p99 ms", med(g, "p99_ms"), med(p, "p99_ms"), "%.2f"),
-            ("server CPU, cores", med(g, "server_cores"), med(p, "server_cores"), "%.2f"),
-            ("server CPU us per round trip", med(g, "server_us"), med(p, "server_us"), "%.1f"),
-            ("backend nginx CPU, cores", med(g, "backend_cores"), med(p, "backend_cores"),
-             "%.2f"),
-            ("backend CPU us per round trip", med(g, "backend_us"), med(p, "backend_us"), "%.1f"),
-            ("server peak RSS, MB", med(g, "server_rss_mb"), med(p, "server_rss_mb"), "%.0f"),
-            ("client CPU, cores", med(g, "client_cores"), med(p, "client_cores"), "%.2f")]
-    n = len(res.get(g, []))
     log("\n== RPC results (median of %d round(s); %d connections; client %s; %d CPUs; load "
-        "average %s)" % (n, a.conns, "loadgen" if lg else "pyload.py (Python)", os.cpu_count(),
-                         " ".join(open("/proc/loadavg").read().split()[:3])))
-    log("%-32s | %14s | %14s | %s" % ("figure", "gateway", "pushpin", "gateway/pushpin"))
-    log("-" * 33 + "+" + "-" * 16 + "+" + "-" * 16 + "+" + "-" * 16)
-    for name, x, y, spec in rows:
-        log("%-32s | %14s | %14s | %s" % (name, fnum(x, spec), fnum(y, spec),
-                                          fnum(ratio(x, y), "%.2f")))
+        "average %s)" % (len(sc.rounds(g)), a.conns, sc.client(), os.cpu_count(), sc.loadavg()))
+    sc.table([("round trips/s", med(g, "rate"), med(p, "rate"), ","),
+              ("p50 ms", med(g, "p50_ms"), med(p, "p50_ms"), "%.2f"),
+              ("p99 ms", med(g, "p99_ms"), med(p, "p99_ms"), "%.2f"),
+              ("server CPU, cores", med(g, "server_cores"), med(p, "server_cores"), "%.2f"),
+              ("server CPU us per round trip", med(g, "server_us"), med(p, "server_us"), "%.1f"),
+              ("backend nginx CPU, cores", med(g, "backend_cores"), med(p, "backend_cores"),
+               "%.2f"),
+              ("backend CPU us per round trip", med(g, "backend_us"), med(p, "backend_us"),
+               "%.1f"),
+              ("server peak RSS, MB", med(g, "server_rss_mb"), med(p, "server_rss_mb"), "%.0f"),
+              ("client CPU, cores", med(g, "client_cores"), med(p, "client_cores"), "%.2f")], 32)
     for t in (g, p):
-        rr = res.get(t, [])
+        rr = sc.rounds(t)
         if rr:
             log("%s rounds: %s%s" % (t, ", ".join(fnum(r["rate"], ",") for r in rr),
                                     "; CLIENT-BOUND in %d" % sum(r["client_bound"] for r in rr)
                                     if any(r["client_bound"] for r in rr) else ""))
-    for f in failed:
-        log("FAILED: %s" % f)
+    sc.report_failed()
     bench_line("rpc_qos1", med(g, "rate"), med(p, "rate"),
                "round trips/s (%d connections; peer=pushpin; higher is better)" % a.conns)
     bench_line("rpc_p50", med(g, "p50_ms"), med(p, "p50_ms"), "ms (lower is better)")
     bench_line("rpc_p99", med(g, "p99_ms"), med(p, "p99_ms"), "ms (lower is better)")
     bench_line("rpc_cpu_per_msg", med(g, "server_us"), med(p, "server_us"),
                "us of server CPU per round trip, backend excluded (lower is better)")
-    ok = bool(res.get(g)) and bool(res.get(p)) and not failed
-    summary = [{"scenario": "RPC round trips, %d conns (QoS 1 SEND -> backend -> ACK)" % a.conns,
-                "key": "rpc_qos1", "unit": "round trips/s", "peer": "pushpin",
-                "gateway": med(g, "rate"), "peer_value": med(p, "rate"),
-                "ratio": ratio(med(g, "rate"), med(p, "rate")),
-                "gw_p50_ms": med(g, "p50_ms"), "gw_p99_ms": med(g, "p99_ms"),
-                "peer_p50_ms": med(p, "p50_ms"), "peer_p99_ms": med(p, "p99_ms"),
-                "gw_cpu_us": med(g, "server_us"), "peer_cpu_us": med(p, "server_us")}]
-    peers.save_result("rpc", {"table": peers.end_capture(), "ok": ok,
-                              "tool": "loadgen" if lg else "python",
-                              "params": vars(a), "rounds": res, "failed": failed,
-                              "summary": summary,
-                              "versions": dict(peers.versions(),
-                                               gateway=peers.gateway_version(a.bin),
-                                               commit=peers.git_commit())})
-    log("RESULT gateway_rate=%s pushpin_rate=%s ratio=%s gw_p50_ms=%s gw_p99_ms=%s "
-        "pp_p50_ms=%s pp_p99_ms=%s gw_us=%s pp_us=%s tool=%s exit=%s"
-        % (fnum(med(g, "rate")), fnum(med(p, "rate")), fnum(ratio(med(g, "rate"),
-                                                                  med(p, "rate")), "%.2f"),
-           fnum(med(g, "p50_ms"), "%.2f"), fnum(med(g, "p99_ms"), "%.2f"),
-           fnum(med(p, "p50_ms"), "%.2f"), fnum(med(p, "p99_ms"), "%.2f"),
-           fnum(med(g, "server_us"), "%.1f"), fnum(med(p, "server_us"), "%.1f"),
-           "loadgen" if lg else "python", "ok" if ok else "error"))
-    return 0 if ok else 1
+    summary = [sc.summary_row("RPC round trips, %d conns (QoS 1 SEND -> backend -> ACK)"
+                              % a.conns, "rpc_qos1", "round trips/s", "rate", "server_us")]
+    return sc.finish(sc.complete(), summary, sc.kv([
+        ("gateway_rate", g, "rate", "%.0f"), ("pushpin_rate", p, "rate", "%.0f")]) + [
+        "ratio=%s" % fnum(ratio(med(g, "rate"), med(p, "rate")), "%.2f")] + sc.kv([
+            ("gw_p50_ms", g, "p50_ms", "%.2f"), ("gw_p99_ms", g, "p99_ms", "%.2f"),
+            ("pp_p50_ms", p, "p50_ms", "%.2f"), ("pp_p99_ms", p, "p99_ms", "%.2f"),
+            ("gw_us", g, "server_us", "%.1f"), ("pp_us", p, "server_us", "%.1f")]))
 
 
 if __name__ == "__main__":
