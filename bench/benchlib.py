@@ -584,8 +584,9 @@ class SideBySide:
         return self.peers.median([r[k] for r in self.rounds(t, case)])
 
     def complete(self):
-        """Every round of the gateway and the peer ran, and nothing failed."""
-        return all(self.rounds(t, c) for t in ("gateway", self.peer)
+        """Every round of each target ran (the gateway and the peer, unless the
+        script left the peer out), and nothing failed."""
+        return all(self.rounds(t, c) for t in self.targets
                    for c in self.cases) and not self.failed
 
     def tool(self):
