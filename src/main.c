@@ -61,6 +61,13 @@ int main(int argc, char **argv)
 	struct conf conf;
 	char err[512];
 
+	/* lws calls mktime on every edge thread (its certificate lifetime
+	 * check). With TZ unset, glibc takes the zone name again at each call
+	 * (free + strdup under a lock of its own that ThreadSanitizer cannot
+	 * see, so it reports a race); naming the default zone file, the same
+	 * zone, makes that a string compare. */
+	setenv("TZ", ":/etc/localtime", 0);
+	tzset();
 	while ((opt = getopt_long(argc, argv, "f:p:hv", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'f': path = optarg; break;

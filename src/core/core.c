@@ -112,6 +112,28 @@ struct qos_store *conn_store_w(struct core *c, const struct conn *cn)
 	return conn_store(c, cn);
 }
 
+/* A socket of the TLS port: straight to an edge, which runs the TLS and
+ * WebSocket handshakes; the core hears of it at XQ_OPENED (on_opened). */
+static void on_tls_accept(void *arg, int fd)
+{
+	struct core *c = arg;
+
+	CORE_THREAD(c);
+	if (c->stop_phase) {
+		close(fd);
+		return;
+	}
+	net_nodelay(fd);
+	struct xq_msg *m = xq_msg_new(XQ_ADOPT, edge_pool_conn_id(c->edges), 0);
+	if (!m) {
+		close(fd);
+		return;
+	}
+	m->fd = fd;
+	m->flags = XQF_TLS;
+	core_push_edge(c, m);
+}
+
 /* The commit's way to the edge threads. */
 static void to_edges(void *pool, struct xq_msg *m)
 {
@@ -462,7 +484,7 @@ static void on_opened(struct core *c, struct xq_msg *m)
 	struct conn *cn = core_conn(c, m->id);
 
 	if (m->flags & XQF_TLS) {
-		/* TLS listener: lws upgraded it; the connect hook runs now. */
+		/* TLS port: the edge upgraded it; the connect hook runs now. */
 		struct kvlist hdrs = { 0 };
 		if (c->stop_phase || c->conns.len >= (size_t)c->conf->max_connections) {
 			core_close_conn(c, m->id, 1013, c->stop_phase ? "shutting down"
@@ -747,6 +769,12 @@ struct core *core_new(struct conf *conf, const struct core_app *app)
 	c->port = door_port(c->door);
 	if (conf->api_port && httpd_listen(c->httpd, conf->bind, conf->api_port) != RB_OK)
 		goto fail;
+	if (conf->tls_port) {
+		c->tls_door = net_listen(c->base, "tls", conf->bind, conf->tls_port, 4096,
+					 on_tls_accept, c);
+		if (!c->tls_door)
+			goto fail;
+	}
 	char host[256];
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "localhost");
@@ -832,6 +860,7 @@ void core_free(struct core *c)
 		c->app->fini(c);
 	commit_free(c->commit);
 	door_free(c->door);
+	net_listener_free(c->tls_door);
 	httpd_free(c->httpd);
 	edge_pool_free(c->edges);
 	if (c->inbox_ev)

@@ -112,6 +112,7 @@ struct core {
 	struct engine *engine;     /* cross-node operations (src/msg/engine.h) */
 	struct httpd *httpd;
 	struct door *door;
+	struct net_listener *tls_door; /* tls_port: sockets go to the edges */
 	struct edge_pool *edges;   /* the edge threads (src/edge/pool.h) */
 	unsigned edges_done;       /* XQ_EDGE_DONE seen while stopping */
 	struct xq *inbox;          /* from the edge */

@@ -343,23 +343,41 @@ static void do_adopt(struct edge *e, struct xq_msg *m)
 		return;
 	}
 	/* lws reads the untouched handshake from the socket: the core only
-	 * peeked at it. The fd is lws' from here: on failure it has already
-	 * closed it. */
+	 * peeked at it (a TLS socket: not even that; lws runs the TLS and the
+	 * WebSocket handshakes). The fd is lws' from here: on failure it has
+	 * already closed it. */
+	struct lws *wsi;
 	e->adopting = ec;
-	if (m->buf)
-		ec->wsi = lws_adopt_socket_vhost_readbuf(e->door, fd,
-							 (const char *)m->buf->data, m->buf->len);
-	else
-		ec->wsi = lws_adopt_socket_vhost(e->door, fd);
+	ec->tls = m->flags & XQF_TLS;
+	if (ec->tls && !e->tls) {
+		close(fd); /* cannot happen: the core listens only with TLS on */
+		wsi = NULL;
+	} else if (ec->tls) {
+		wsi = lws_adopt_descriptor_vhost(e->tls, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
+						 LWS_ADOPT_ALLOW_SSL,
+						 (lws_sock_file_fd_type){ .sockfd = fd }, NULL, NULL);
+	} else if (m->buf) {
+		wsi = lws_adopt_socket_vhost_readbuf(e->door, fd, (const char *)m->buf->data,
+						     m->buf->len);
+	} else {
+		wsi = lws_adopt_socket_vhost(e->door, fd);
+	}
 	e->adopting = NULL;
-	if (!ec->wsi) {
-		log_warn("conn %llu: lws could not adopt the socket", (unsigned long long)m->id);
+	/* A failed adoption may already have destroyed the wsi it made, and
+	 * with it ec (on_destroy: XQ_CLOSED sent, ec freed and out of the
+	 * map). Only what is still in the map is ours to undo. */
+	if (idmap_get(&e->conns, m->id) != ec)
+		return;
+	if (!wsi) {
+		log_limited(&ec->log, LOG_INFO, "conn %llu: lws could not adopt the socket (%s)",
+			    (unsigned long long)m->id, ec->tls ? "TLS" : "plain");
 		idmap_del(&e->conns, m->id);
 		free(ec);
 		to_core(e, XQ_CLOSED, m->id, 0, NULL, NULL);
 		return;
 	}
-	lws_set_opaque_user_data(ec->wsi, ec);
+	ec->wsi = wsi;
+	lws_set_opaque_user_data(wsi, ec);
 }
 
 static void flush_dirty(struct edge *e);
@@ -471,19 +489,12 @@ static int on_established(struct edge *e, struct lws *wsi)
 	struct econn *ec = econn_of(e, wsi);
 	char *hdrs = NULL;
 
-	if (!ec) {
-		/* TLS listener: the connection is new to the core. Reading pauses
-		 * until the connect hook admits it (XQ_FLOW on). */
-		ec = econn_new(conn_id_next(e->index, e->count));
-		if (!ec)
-			return -1;
-		ec->wsi = wsi;
-		ec->tls = true;
-		if (idmap_put(&e->conns, ec->id, ec) != RB_OK) {
-			free(ec);
-			return -1;
-		}
-		lws_set_opaque_user_data(wsi, ec);
+	if (!ec)
+		return -1; /* every connection is adopted (XQ_ADOPT) */
+	if (ec->tls) {
+		/* The connection is new to the core: its head was inside the
+		 * TLS. Reading pauses until the connect hook admits it (XQ_FLOW
+		 * on). */
 		hdrs = tls_headers(wsi);
 		lws_rx_flow_control(wsi, 0);
 	}
@@ -952,8 +963,6 @@ struct edge *edge_new(const struct edge_opts *opts, unsigned index, unsigned cou
 	e->opts = *opts;
 	e->index = index;
 	e->count = count;
-	if (index)
-		e->opts.tls_port = 0; /* one listener: edge 0's */
 	e->to_core = to_core_q;
 	const char *delay = getenv("RAINBOW_TEST_SEND_DELAY_MS");
 	if (delay && *delay) {
@@ -986,7 +995,11 @@ struct edge *edge_new(const struct edge_opts *opts, unsigned index, unsigned cou
 		info.foreign_loops = e->foreign;
 		info.options |= LWS_SERVER_OPTION_LIBEV;
 	}
-	if (e->opts.tls_port)
+	/* OpenSSL's global set-up once, by edge 0 (created first): lws keeps
+	 * the ex_data indexes it makes there in globals, and a second context
+	 * doing it again would move them under edge 0's SSL_CTX (its data was
+	 * then lost, and leaked at exit). The vhosts still ask for TLS. */
+	if (e->opts.tls_port && index == 0)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.timeout_secs = 10;
 	info.user = e;
@@ -1009,8 +1022,10 @@ struct edge *edge_new(const struct edge_opts *opts, unsigned index, unsigned cou
 	if (e->opts.tls_port) {
 		memset(&info, 0, sizeof(info));
 		info.vhost_name = "tls";
-		info.port = opts->tls_port;
-		info.iface = opts->bind;
+		/* No listener: the core accepts on tls_port and hands each
+		 * socket to an edge (XQ_ADOPT with XQF_TLS), as on the plain
+		 * port, so TLS connections spread over the edges too. */
+		info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 		info.protocols = protocols;
 		info.retry_and_idle_policy = &e->retry;
 		info.ssl_cert_filepath = opts->tls_cert;
@@ -1019,8 +1034,8 @@ struct edge *edge_new(const struct edge_opts *opts, unsigned index, unsigned cou
 		info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		e->tls = lws_create_vhost(e->ctx, &info);
 		if (!e->tls) {
-			log_error("edge: cannot listen for TLS on %s:%d (cert %s, key %s)",
-				  opts->bind, opts->tls_port, opts->tls_cert, opts->tls_key);
+			log_error("edge: cannot set up TLS (cert %s, key %s)", opts->tls_cert,
+				  opts->tls_key);
 			goto fail;
 		}
 	}

@@ -21,7 +21,8 @@ struct edge;
 
 struct edge_opts {
 	const char *bind;
-	int tls_port;            /* 0 = no TLS listener */
+	int tls_port;            /* 0 = no TLS (the core listens; the edges
+	                          * adopt its sockets, XQF_TLS) */
 	const char *tls_cert;
 	const char *tls_key;
 	size_t max_message_size; /* larger messages close with 1009 */
@@ -44,8 +45,8 @@ enum { EDGE_LOOP_EPOLL, EDGE_LOOP_POLL };
 #define EDGE_WRITE_BATCH 16384
 #define EDGE_IN_PLACE(len) ((len) + 10 > EDGE_WRITE_BATCH)
 
-/* Edge index of count (pool.h): index 0 also holds the TLS listener, if
- * any. Returns NULL on failure (logged). to_core receives its output. */
+/* Edge index of count (pool.h). Returns NULL on failure (logged).
+ * to_core receives its output. */
 struct edge *edge_new(const struct edge_opts *opts, unsigned index, unsigned count,
 		      struct xq *to_core);
 /* The queue the core pushes into. Valid until edge_free(). */

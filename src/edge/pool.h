@@ -6,9 +6,8 @@
  *
  * A connection lives on one edge for its whole life: its id says which
  * (id % n), so every message for it goes to the same queue, in order. The
- * core gives each socket it accepts a new id from edge_pool_conn_id(),
- * which deals them round-robin; the TLS listener (edge 0 only) makes its
- * own with conn_id_next(0, n).
+ * core gives each socket it accepts (plain or TLS port) a new id from
+ * edge_pool_conn_id(), which deals them round-robin.
  *
  * edge_pool_push() routes a core -> edge message: by id, except XQ_STOP
  * (one to every edge: the core waits for as many XQ_EDGE_DONE) and an

@@ -56,7 +56,10 @@ enum xq_type {
 	/* core -> edge */
 	XQ_ADOPT,      /* id, fd: hand an accepted, peeked socket to lws (the
 	                * message owns fd: see Ownership above);
-	                * buf, if set: a head to replay (the socket's was read) */
+	                * buf, if set: a head to replay (the socket's was read);
+	                * flags XQF_TLS: a socket of the TLS port, untouched:
+	                * lws runs both handshakes, then XQ_OPENED carries the
+	                * head and XQF_TLS (the core learns of it only then) */
 	XQ_SEND,       /* buf to every recipient in rcpts[0..nids); with
 	                * XQF_PATCH each copy gets its recipient's msgid and
 	                * DUP bit written into the header as it is sent */

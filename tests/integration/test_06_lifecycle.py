@@ -122,7 +122,8 @@ def tls_files(tmp_path_factory):
 
 def tls_gateway(gateway, tls_files):
     cert, key = tls_files
-    gw = gateway(tls_port=rb.free_port(), tls_cert=str(cert), tls_key=str(key))
+    # two edges: TLS sockets are dealt to both (docs/architecture.md)
+    gw = gateway(tls_port=rb.free_port(), tls_cert=str(cert), tls_key=str(key), edge_threads=2)
     port = int(gw.opts["tls_port"])
 
     def listening():
