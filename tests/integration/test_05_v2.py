@@ -99,6 +99,51 @@ def test_heartbeat_closes_silent_client(gateway, backend):
     assert [r.header("RAINBOWCLIENTIDENTITY") for r in closes] == [ident]
 
 
+def test_heartbeat_any_message_is_a_sign_of_life(gateway, backend):
+    """docs/protocol.md: a pong or any message is a sign of life, and only a
+    connection silent for `heartbeat` seconds is pinged. A client that
+    answers no ping but sends a message every 0.3 s is neither pinged nor
+    hung up (heartbeat 3 s: a stall of 2.7 s on a busy machine would be
+    needed to see a ping); once it falls silent it is pinged, then hung up
+    (timeout 1 s) within a few seconds."""
+    gw = gateway(heartbeat=3, heartbeat_timeout=1)
+    tag = rb.new_tag()
+    raw = rb.RawClient(gw.port, "/connect/?rbtag=" + tag)
+    try:
+        assert raw.status == 101, raw.status_line
+        t0, pings, sent = time.monotonic(), 0, 0
+        while time.monotonic() - t0 < 7:
+            raw.send_frame(0x2, rb.send(1, b"alive"))
+            sent += 1
+            deadline = time.monotonic() + 0.3
+            while time.monotonic() < deadline:
+                try:
+                    op, _ = raw.read_frame(max(0.01, deadline - time.monotonic()))
+                except socket.timeout:
+                    break
+                assert op != 0x8, "closed although it kept sending"
+                pings += op == 0x9
+        assert pings == 0, "pinged although it kept sending"
+        closed, t1 = False, time.monotonic()
+        while time.monotonic() - t1 < 20:
+            try:
+                op, _ = raw.read_frame(20 - (time.monotonic() - t1))
+            except (EOFError, ConnectionResetError):
+                closed = True
+                break
+            except socket.timeout:
+                break
+            pings += op == 0x9
+            if op == 0x8:
+                closed = True
+                break
+        assert pings >= 1, "no ping once the client fell silent"
+        assert closed, "a silent client that answers no ping stayed open"
+    finally:
+        raw.close()
+    assert rb.metric_value(gw.metrics(), "rainbow_heartbeat_timeouts_total") == 1
+
+
 def test_heartbeat_keeps_answering_client(gateway, backend):
     """The same settings do not close a client that answers pings (websockets
     answers them automatically), v1 or v2."""
