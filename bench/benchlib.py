@@ -17,10 +17,12 @@ import json
 import os
 import resource
 import secrets
+import select
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -81,6 +83,35 @@ class Signer:
                 ts, nonce, sign_v1(self.token, ts, nonce))
             self.sec = sec
         return self.suffix
+
+
+# ------------------------------------------------------------------ worker processes
+
+class CmdChannel:
+    """A load worker's side of its parent's pipe: commands arrive as JSON
+    lines on stdin, answers leave as JSON lines on stdout (bench/pyload.py
+    recv, bench/cluster_fanout.py workers)."""
+
+    def __init__(self):
+        self.inbuf = b""
+
+    @staticmethod
+    def reply(obj):
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    def read(self, block):
+        """The next command; None if none is waiting and not block; {"cmd":
+        "quit"} once stdin is closed."""
+        while b"\n" not in self.inbuf:
+            if not block and not select.select([0], [], [], 0)[0]:
+                return None
+            d = os.read(0, 1 << 20)
+            if not d:
+                return {"cmd": "quit"}
+            self.inbuf += d
+        line, _, self.inbuf = self.inbuf.partition(b"\n")
+        return json.loads(line)
 
 
 # ------------------------------------------------------------------ CPU accounting

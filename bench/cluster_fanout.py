@@ -415,23 +415,9 @@ def worker_main():
       "report": answer {"lat": {"big"|"small": [[s, ...] per group]}, "counts",
                 "zero", "bytes"} and start new latency lists;
       "quit"."""
-    inbuf = b""
 
-    def reply(obj):
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()
-
-    def read_cmd(block):
-        nonlocal inbuf
-        while b"\n" not in inbuf:
-            if not block and not select.select([0], [], [], 0)[0]:
-                return None
-            d = os.read(0, 65536)
-            if not d:
-                return {"cmd": "quit"}
-            inbuf += d
-        line, _, inbuf = inbuf.partition(b"\n")
-        return json.loads(line)
+    cmds = benchlib.CmdChannel()
+    reply, read_cmd = cmds.reply, cmds.read
 
     req = read_cmd(True)
     if req.get("cmd") == "quit":

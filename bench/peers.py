@@ -51,6 +51,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchlib import proc_cpu  # noqa: E402 (one copy, in benchlib)
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TMP_PREFIX = "rainbow-peer-"
 NCHAN_SO = "/usr/lib/nginx/modules/ngx_nchan_module.so"
@@ -162,15 +164,6 @@ def children_of(pid):
         out += kids
         todo += kids
     return out
-
-
-def proc_cpu(pid):
-    """utime + stime of a process (all its threads), seconds; None if gone."""
-    try:
-        f = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def proc_status_kb(pid, key="VmRSS"):

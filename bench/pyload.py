@@ -56,7 +56,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ACK, HELLO, NAK, SEND, Signer, die_with_parent, take_response  # noqa: E402
+from benchlib import (ACK, HELLO, NAK, SEND, CmdChannel, Signer, die_with_parent,  # noqa: E402
+                      take_response)
 
 SUBPROTO = b"Sec-WebSocket-Protocol: rainbow.v2\r\n"
 STOP = {"sig": 0}
@@ -445,23 +446,9 @@ def recv_worker():
     all waiting, answer {"t","n","cpu"}), "report" ({"lat": [s...],
     "zero", "closed", "n"}), "quit"."""
     raise_nofile()
-    inbuf = b""
 
-    def reply(o):
-        sys.stdout.write(json.dumps(o) + "\n")
-        sys.stdout.flush()
-
-    def read_cmd(block):
-        nonlocal inbuf
-        while b"\n" not in inbuf:
-            if not block and not select.select([0], [], [], 0)[0]:
-                return None
-            d = os.read(0, 1 << 20)
-            if not d:
-                return {"cmd": "quit"}
-            inbuf += d
-        line, _, inbuf = inbuf.partition(b"\n")
-        return json.loads(line)
+    cmds = CmdChannel()
+    reply, read_cmd = cmds.reply, cmds.read
 
     req = read_cmd(True)
     if req.get("cmd") == "quit":
